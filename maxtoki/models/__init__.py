@@ -1,0 +1,1 @@
+"""Models: the MaxToki decoder in pure torch (no AnnData, no distributed code)."""

@@ -1,0 +1,1 @@
+"""Plotting: figures of :mod:`maxtoki.tl` results in scanpy's conventions."""

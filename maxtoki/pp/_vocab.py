@@ -1,0 +1,291 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+SPECIAL_TOKENS = ("<pad>", "<mask>", "<bos>", "<eos>")
+QUESTION_TOKENS = ("<boq>", "<eoq>")
+TOKEN_DICTIONARY_FILE = "token_dictionary.json"
+GENE_MEDIANS_FILE = "gene_median_dictionary.json"
+_INT_RE = re.compile(r"^-?\d+$")
+
+
+@dataclass(frozen=True, eq=False)
+class GeneVocab:
+    """The MaxToki vocabulary: special tokens, gene tokens, time tokens, and gene medians.
+
+    The layout follows the official release: ``<pad>``=0, ``<mask>``=1, ``<bos>``=2, ``<eos>``=3,
+    then one token per Ensembl gene ID; a temporal vocabulary appends integer month tokens
+    (``"-1500"`` … ``"1499"``) and ``<boq>``, ``<eoq>``.
+
+    Build one with :meth:`from_files` (the official JSON dictionaries), :meth:`from_genes`
+    (a new model's genes and medians, e.g. from :func:`maxtoki.pp.gene_medians`) or
+    :meth:`load` (a folder written by :meth:`save`).
+
+    Parameters
+    ----------
+    tokens
+        Token strings in id order.
+    gene_medians
+        Non-zero median of normalised expression per gene ID (the rank-value-encoding divisor).
+    """
+
+    tokens: tuple[str, ...]
+    gene_medians: Mapping[str, float] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if tuple(self.tokens[:4]) != SPECIAL_TOKENS:
+            raise ValueError(
+                f"a MaxToki vocabulary starts with {SPECIAL_TOKENS} at ids 0–3, "
+                f"got {tuple(self.tokens[:4])}"
+            )
+        if len(set(self.tokens)) != len(self.tokens):
+            raise ValueError("the vocabulary has duplicated tokens; every token needs one id")
+        missing = [g for g in self.gene_ids if g not in self.gene_medians]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} vocabulary genes have no median (e.g. {missing[:3]}); pass "
+                "medians for every gene (see `mt.pp.gene_medians`)"
+            )
+        bad = [
+            g
+            for g in self.gene_ids
+            if not np.isfinite(self.gene_medians[g]) or self.gene_medians[g] <= 0
+        ]
+        if bad:
+            raise ValueError(f"gene medians must be finite and > 0; bad for {bad[:3]}")
+        times = [i for i, t in enumerate(self.tokens) if _INT_RE.match(t)]
+        if times:
+            months = np.array([int(self.tokens[i]) for i in times])
+            if np.any(np.diff(times) != 1) or np.any(np.diff(months) != 1):
+                raise ValueError("time tokens must be consecutive months at consecutive ids")
+            if "<boq>" not in self.tokens or "<eoq>" not in self.tokens:
+                raise ValueError("a temporal vocabulary needs the <boq> and <eoq> tokens")
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_files(
+        cls, token_dictionary: str | os.PathLike, gene_medians: str | os.PathLike
+    ) -> GeneVocab:
+        """Load the official JSON token dictionary (``{token: id}``) and gene median dictionary.
+
+        Parameters
+        ----------
+        token_dictionary
+            E.g. ``token_dictionary_v1.json`` or ``token_dictionary_temporal_v1.json``.
+        gene_medians
+            E.g. ``gene_median_dictionary_v1.json``; medians of genes outside the vocabulary
+            are ignored.
+        """
+        mapping = _read_json(token_dictionary, "token dictionary")
+        if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
+            raise ValueError(f"{token_dictionary} must be a JSON object of token → integer id")
+        ids = sorted(mapping.values())
+        if ids != list(range(len(ids))):
+            raise ValueError(f"{token_dictionary}: token ids must be exactly 0 … {len(ids) - 1}")
+        tokens = [""] * len(ids)
+        for token, i in mapping.items():
+            tokens[i] = token
+        medians = _read_json(gene_medians, "gene median dictionary")
+        if not isinstance(medians, dict):
+            raise ValueError(f"{gene_medians} must be a JSON object of gene ID → median")
+        genes = {t for t in tokens if not _is_non_gene(t)}
+        return cls(tuple(tokens), {g: float(medians[g]) for g in genes if g in medians})
+
+    @classmethod
+    def from_genes(
+        cls,
+        gene_medians: Mapping[str, float],
+        *,
+        time_range: tuple[int, int] | None = (-1500, 1499),
+    ) -> GeneVocab:
+        """Build a new vocabulary in the official layout from gene IDs and their medians.
+
+        Parameters
+        ----------
+        gene_medians
+            Gene ID → non-zero median, in the order the gene tokens should take (ids 4, 5, …).
+            A :class:`pandas.Series` from :func:`maxtoki.pp.gene_medians` works.
+        time_range
+            Inclusive month range of the time tokens, or ``None`` for a gene-only (stage 1)
+            vocabulary.
+        """
+        genes = [str(g) for g in dict(gene_medians)]
+        vocab = cls((*SPECIAL_TOKENS, *genes), {g: float(gene_medians[g]) for g in genes})
+        return vocab if time_range is None else vocab.with_time_tokens(time_range)
+
+    def with_time_tokens(self, time_range: tuple[int, int] = (-1500, 1499)) -> GeneVocab:
+        """Return this vocabulary plus time tokens in ``time_range``, ``<boq>`` and ``<eoq>``."""
+        if self.has_time_tokens:
+            raise ValueError("this vocabulary already has time tokens")
+        lo, hi = (int(v) for v in time_range)
+        if hi <= lo:
+            raise ValueError(f"time_range must be (min, max) with max > min, got {time_range}")
+        times = tuple(str(m) for m in range(lo, hi + 1))
+        return GeneVocab((*self.tokens, *times, *QUESTION_TOKENS), self.gene_medians)
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``token_dictionary.json`` and ``gene_median_dictionary.json`` to ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(directory / TOKEN_DICTIONARY_FILE, self.token_to_id)
+        _write_json_atomic(
+            directory / GENE_MEDIANS_FILE, {g: self.gene_medians[g] for g in self.gene_ids}
+        )
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> GeneVocab:
+        """Read a vocabulary written by :meth:`save` (e.g. inside a model folder)."""
+        directory = Path(directory)
+        return cls.from_files(directory / TOKEN_DICTIONARY_FILE, directory / GENE_MEDIANS_FILE)
+
+    # --- ids ----------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @cached_property
+    def token_to_id(self) -> dict[str, int]:
+        """Token string → id."""
+        return {t: i for i, t in enumerate(self.tokens)}
+
+    pad_id: ClassVar[int] = 0
+    mask_id: ClassVar[int] = 1
+    bos_id: ClassVar[int] = 2
+    eos_id: ClassVar[int] = 3
+
+    @property
+    def boq_id(self) -> int | None:
+        """Id of ``<boq>`` (``None`` without time tokens)."""
+        return self.token_to_id.get("<boq>")
+
+    @property
+    def eoq_id(self) -> int | None:
+        """Id of ``<eoq>`` (``None`` without time tokens)."""
+        return self.token_to_id.get("<eoq>")
+
+    @cached_property
+    def gene_token_ids(self) -> np.ndarray:
+        """Ids of the gene tokens (ascending)."""
+        return np.array(
+            [i for i, t in enumerate(self.tokens) if not _is_non_gene(t)], dtype=np.int64
+        )
+
+    @cached_property
+    def gene_ids(self) -> np.ndarray:
+        """Gene IDs in token order."""
+        return np.array([self.tokens[i] for i in self.gene_token_ids], dtype=object)
+
+    @property
+    def n_genes(self) -> int:
+        """Number of gene tokens."""
+        return len(self.gene_token_ids)
+
+    @cached_property
+    def _time_ids(self) -> np.ndarray:
+        return np.array([i for i, t in enumerate(self.tokens) if _INT_RE.match(t)], dtype=np.int64)
+
+    @property
+    def has_time_tokens(self) -> bool:
+        """Whether this is a temporal vocabulary."""
+        return len(self._time_ids) > 0
+
+    @property
+    def time_token_start_id(self) -> int | None:
+        """Id of the smallest time token (``None`` without time tokens)."""
+        return int(self._time_ids[0]) if self.has_time_tokens else None
+
+    @property
+    def n_time_tokens(self) -> int:
+        """Number of time tokens."""
+        return len(self._time_ids)
+
+    @property
+    def time_range(self) -> tuple[int, int] | None:
+        """Inclusive (min, max) months of the time tokens."""
+        if not self.has_time_tokens:
+            return None
+        return int(self.tokens[self._time_ids[0]]), int(self.tokens[self._time_ids[-1]])
+
+    def time_token_id(self, months: int | Iterable[int] | np.ndarray) -> np.ndarray | int:
+        """Token id(s) of integer month value(s); raises if outside :attr:`time_range`."""
+        if not self.has_time_tokens:
+            raise ValueError(
+                "this vocabulary has no time tokens; use a temporal vocabulary "
+                "(`vocab.with_time_tokens()` or token_dictionary_temporal_v1.json)"
+            )
+        lo, hi = self.time_range
+        arr = np.asarray(months)
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+                raise ValueError("time token values must be whole months")
+            arr = arr.astype(np.int64)
+        if arr.size and (arr.min() < lo or arr.max() > hi):
+            raise ValueError(f"months must lie in the time-token range [{lo}, {hi}]")
+        ids = arr.astype(np.int64) - lo + self.time_token_start_id
+        return int(ids) if ids.ndim == 0 else ids
+
+    @cached_property
+    def median_per_token(self) -> np.ndarray:
+        """Gene median at each token id (``nan`` for non-gene tokens), float64."""
+        out = np.full(len(self), np.nan)
+        out[self.gene_token_ids] = [self.gene_medians[g] for g in self.gene_ids]
+        return out
+
+    @cached_property
+    def hash(self) -> str:
+        """Content hash (tokens and medians) recorded wherever tokens are written."""
+        h = hashlib.sha256("\n".join(self.tokens).encode())
+        h.update(np.round(self.median_per_token[self.gene_token_ids], 10).tobytes())
+        return h.hexdigest()[:16]
+
+    def model_config_fields(self) -> dict[str, int | None]:
+        """The :class:`~maxtoki.models.MaxTokiConfig` fields that this vocabulary determines."""
+        lo = self.time_range[0] if self.has_time_tokens else -1500
+        return {
+            "vocab_size": len(self),
+            "pad_token_id": self.pad_id,
+            "bos_token_id": self.bos_id,
+            "eos_token_id": self.eos_id,
+            "time_token_start_id": self.time_token_start_id,
+            "n_time_tokens": self.n_time_tokens,
+            "time_min_months": lo,
+            "boq_token_id": self.boq_id,
+            "eoq_token_id": self.eoq_id,
+        }
+
+    def __repr__(self) -> str:
+        time = f", time tokens {self.time_range}" if self.has_time_tokens else ""
+        return f"GeneVocab({len(self)} tokens, {self.n_genes} genes{time}, hash={self.hash})"
+
+
+def _is_non_gene(token: str) -> bool:
+    return token in SPECIAL_TOKENS or token in QUESTION_TOKENS or bool(_INT_RE.match(token))
+
+
+def _read_json(path: str | os.PathLike, what: str):
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} file {str(path)!r} does not exist")
+    try:
+        with path.open() as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} file {str(path)!r} is not valid JSON: {e}") from None
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as f:
+        json.dump(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

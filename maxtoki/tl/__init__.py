@@ -1,0 +1,1 @@
+"""Tools: a MaxToki model → annotations in AnnData (ages, generated cells, attention)."""

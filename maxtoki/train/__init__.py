@@ -1,0 +1,1 @@
+"""Training: temporal prompts → a trained MaxToki model (one process or torchrun)."""

@@ -1,0 +1,64 @@
+import subprocess
+import sys
+
+import pytest
+
+import maxtoki as mt
+
+HEAVY = ("torch", "numba", "matplotlib", "scanpy", "seaborn")
+
+
+def test_import_is_light():
+    code = (
+        "import sys, time; t = time.perf_counter(); import anndata; t_ad = time.perf_counter();"
+        "import maxtoki as mt; mt.pp; mt.tl; mt.get; mt.datasets; t_mt = time.perf_counter();"
+        f"print(t_mt - t_ad, *(m for m in {HEAVY!r} if m in sys.modules), sep='|')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, *heavy = out.stdout.strip().split("|")
+    assert heavy == [], f"`import maxtoki` (with pp/tl/get/datasets) imported {heavy}"
+    assert float(seconds) < 1.0
+
+
+def test_subpackages_are_lazy_and_listed():
+    assert set(mt._SUBPACKAGES) <= set(dir(mt))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mt.nope  # noqa: B018
+
+
+def test_settings_validate():
+    old = mt.settings.verbosity
+    try:
+        mt.settings.verbosity = "debug"
+        assert mt.settings.verbosity == 4
+        with pytest.raises(ValueError, match="verbosity"):
+            mt.settings.verbosity = 7
+        with pytest.raises(ValueError, match="verbosity"):
+            mt.settings.verbosity = "loud"
+    finally:
+        mt.settings.verbosity = old
+    assert mt.settings.resolve_device("cpu") == "cpu"
+    assert mt.settings.resolve_device("auto") in {"cpu", "cuda"}
+    assert mt.settings.n_threads >= 1
+
+
+def test_logging_respects_verbosity_and_reports_time(capsys):
+    old = mt.settings.verbosity
+    try:
+        mt.settings.verbosity = 2
+        start = mt.logging.info("starting")
+        mt.logging.info("finished", time=start)
+        mt.logging.debug("hidden")
+        err = capsys.readouterr().err
+        assert "starting" in err
+        assert "finished (" in err and "s)" in err
+        assert "hidden" not in err
+    finally:
+        mt.settings.verbosity = old
+
+
+def test_cli_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "maxtoki._cli", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "demo" in out.stdout and "train" in out.stdout
