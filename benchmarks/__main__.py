@@ -1,0 +1,86 @@
+"""Run the benchmark suite: ``python -m benchmarks [all | NAME …] [--quick]``.
+
+Every benchmark module exposes ``run(quick: bool = False) -> list[dict]`` whose rows hold
+``benchmark``, ``setting``, ``ours``, ``baseline``, ``unit`` and ``ratio`` (how many times better
+than the baseline, > 1 is better). Results go to ``benchmarks/results/latest.json`` and
+``benchmarks/results/latest.md`` with a description of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+BENCHMARKS = ("tokenize", "training_throughput", "generation", "training_curve", "predict_time")
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> str:
+    """One line describing this machine."""
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {gpu}, "
+        f"Python {platform.python_version()}, torch {torch.__version__}"
+    )
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """Render benchmark rows as a markdown table."""
+    lines = [
+        "| benchmark | setting | ours | baseline | unit | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [_fmt(r.get(k)) for k in ("benchmark", "setting", "ours", "baseline", "unit")]
+        ratio = r.get("ratio")
+        cells.append(f"{ratio:.1f}×" if isinstance(ratio, (int, float)) else _fmt(ratio))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return "" if value is None else str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen benchmarks and write the JSON and markdown results."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("names", nargs="*", default=["all"], help=f"all or some of {BENCHMARKS}")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    names = BENCHMARKS if args.names in ([], ["all"]) else args.names
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmarks {unknown}; choose from {BENCHMARKS}")
+    rows: list[dict] = []
+    for name in names:
+        start = time.perf_counter()
+        print(f"== {name}", file=sys.stderr, flush=True)
+        module = importlib.import_module(f"benchmarks.{name}")
+        rows += module.run(quick=args.quick)
+        print(f"   {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    kind = "quick" if args.quick else "full"
+    header = f"Machine: {machine()}; {kind} run, {time.strftime('%Y-%m-%d')}."
+    table = to_markdown(rows)
+    suffix = "_quick" if args.quick else ""
+    (RESULTS / f"latest{suffix}.json").write_text(
+        json.dumps({"machine": machine(), "quick": args.quick, "rows": rows}, indent=1, default=str)
+    )
+    (RESULTS / f"latest{suffix}.md").write_text(f"{header}\n\n{table}\n")
+    print(f"{header}\n\n{table}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
