@@ -1,0 +1,88 @@
+"""Grow the vocabulary, e.g. from the stage-1 20,275 tokens to the temporal 23,277."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import nn
+
+from .. import logging as logg
+from ._generate import _generator
+from ._time_embeddings import init_time_token_embeddings
+
+if TYPE_CHECKING:
+    from ._decoder import MaxToki
+
+
+def resize_token_embeddings(
+    model: MaxToki,
+    new_vocab_size: int,
+    *,
+    time_token_init: Literal["smooth", "mean"] = "smooth",
+    rng: torch.Generator | int | None = None,
+) -> None:
+    """Grow the vocabulary in place (see :meth:`MaxToki.resize_token_embeddings`)."""
+    config = model.config
+    old = config.vocab_size
+    if (
+        isinstance(new_vocab_size, bool)
+        or not isinstance(new_vocab_size, int)
+        or new_vocab_size < old
+    ):
+        raise ValueError(
+            f"new_vocab_size must be an int >= the current vocab_size ({old}), "
+            f"got {new_vocab_size!r}."
+        )
+    if time_token_init not in ("smooth", "mean"):
+        raise ValueError(f"time_token_init must be 'smooth' or 'mean', got {time_token_init!r}.")
+    if new_vocab_size == old:
+        return
+    changes = {"vocab_size": new_vocab_size}
+    if config.time_token_start_id is None and new_vocab_size - old == config.n_time_tokens + 2:
+        changes.update(
+            time_token_start_id=old,
+            boq_token_id=old + config.n_time_tokens,
+            eoq_token_id=old + config.n_time_tokens + 1,
+        )
+        logg.info(
+            f"resize_token_embeddings: ids {old}..{new_vocab_size - 3} are time tokens "
+            f"({config.time_min_months}..{config.time_min_months + config.n_time_tokens - 1} "
+            "months), "
+            f"<boq>={old + config.n_time_tokens}, <eoq>={old + config.n_time_tokens + 1}"
+        )
+    new_config = dataclasses.replace(config, **changes)
+    generator = _generator(rng, torch.device("cpu"))
+
+    old_embed = model.model.embed_tokens
+    embed = nn.Embedding(new_vocab_size, config.hidden_size, old_embed.padding_idx)
+    embed.to(old_embed.weight.device, old_embed.weight.dtype)
+    with torch.no_grad():
+        embed.weight.copy_(_grown(old_embed.weight, new_vocab_size, generator))
+    embed.weight.requires_grad_(old_embed.weight.requires_grad)
+    model.model.embed_tokens = embed
+    lm_head = nn.Linear(config.hidden_size, new_vocab_size, bias=False)
+    if new_config.tie_word_embeddings:
+        lm_head.weight = embed.weight
+    else:
+        lm_head.to(model.lm_head.weight.device, model.lm_head.weight.dtype)
+        with torch.no_grad():
+            lm_head.weight.copy_(_grown(model.lm_head.weight, new_vocab_size, generator))
+        lm_head.weight.requires_grad_(model.lm_head.weight.requires_grad)
+    model.lm_head = lm_head
+    model.config = new_config
+
+    if (
+        new_config.has_time_tokens
+        and time_token_init == "smooth"
+        and new_config.time_token_start_id >= old
+    ):
+        init_time_token_embeddings(model, rng=generator)
+
+
+def _grown(weight: torch.Tensor, rows: int, generator: torch.Generator | None) -> torch.Tensor:
+    old = weight.detach().float().cpu()
+    mean, std = old.mean(0), old.std() if old.shape[0] > 1 else torch.tensor(0.0)
+    noise = torch.randn(rows - old.shape[0], old.shape[1], generator=generator) * (0.01 * std)
+    return torch.cat([old, mean + noise]).to(weight.device, weight.dtype)

@@ -1,0 +1,20 @@
+"""Shared test set-up."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+# One thread: CI and developer machines have 2 cores shared with other work, where a second
+# OpenMP thread stalls every small op in waits (a tiny forward went from 1 ms to 0.7 s).
+torch.set_num_threads(1)
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """The read-only official reference data (../shared/reference); skips when absent."""
+    if not REFERENCE.is_dir():
+        pytest.skip(f"official reference data not found at {REFERENCE}")
+    return REFERENCE
