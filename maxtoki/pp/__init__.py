@@ -1,0 +1,19 @@
+"""Preprocessing: AnnData of raw counts → MaxToki tokens and temporal prompts."""
+
+from ._gene_ids import map_gene_ids
+from ._gene_medians import gene_medians
+from ._token_store import TokenStore
+from ._tokenize import tokenize
+from ._tokenize_corpus import tokenize_corpus
+from ._trajectories import trajectories
+from ._vocab import GeneVocab
+
+__all__ = [
+    "GeneVocab",
+    "TokenStore",
+    "gene_medians",
+    "map_gene_ids",
+    "tokenize",
+    "tokenize_corpus",
+    "trajectories",
+]
