@@ -1,1 +1,26 @@
 """Training: temporal prompts → a trained MaxToki model (one process or torchrun)."""
+
+from ._checkpoint import latest_checkpoint, load_trainer_state
+from ._collate import Collator
+from ._config import TrainConfig
+from ._distributed import destroy_distributed, init_distributed, parallelize
+from ._model import build_model
+from ._prompts import ArrayTokens, CellDataset, PromptDataset, read_prompts
+from ._trainer import NonFiniteLossError, Trainer
+
+__all__ = [
+    "ArrayTokens",
+    "CellDataset",
+    "Collator",
+    "NonFiniteLossError",
+    "PromptDataset",
+    "TrainConfig",
+    "Trainer",
+    "build_model",
+    "destroy_distributed",
+    "init_distributed",
+    "latest_checkpoint",
+    "load_trainer_state",
+    "parallelize",
+    "read_prompts",
+]
