@@ -8,6 +8,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``maxtoki`` console script (``maxtoki --help``)."""
     from . import __version__
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # the trainer's own parser handles its options, --help included
+        from .train._cli import main as train_main
+
+        return train_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="maxtoki",
         description="MaxToki, the temporal single-cell foundation model, for scverse.",
@@ -29,13 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
 
-    train = sub.add_parser(
+    sub.add_parser(
         "train",
         help="train a model from a YAML config (torchrun-aware)",
         description="Train from a YAML config; extra key=value arguments override its fields.",
-        add_help=False,
     )
-    train.add_argument("args", nargs=argparse.REMAINDER)
 
     args = parser.parse_args(argv)
     if args.command == "demo":
@@ -43,10 +46,6 @@ def main(argv: list[str] | None = None) -> int:
 
         run_demo(quick=args.quick, device=args.device, out=args.out, seed=args.seed)
         return 0
-    if args.command == "train":
-        from .train._cli import main as train_main
-
-        return train_main(args.args)
     parser.print_help()
     return 0
 
