@@ -1,0 +1,313 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from .. import logging as logg
+from .._anndata import h5ad_safe
+from ._utils import as_generator, finish, prepare, require_obs, table_to_uns
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+#: Columns of the table in ``uns['maxtoki_age_acceleration']['table']``, in order.
+TABLE_COLUMNS = (
+    "stratum",
+    "group",
+    "reference",
+    "n_cells",
+    "n_donors",
+    "n_reference_cells",
+    "n_reference_donors",
+    "mean_acceleration_months",
+    "reference_mean_acceleration_months",
+    "effect_months",
+    "effect_years",
+    "ci_low_months",
+    "ci_high_months",
+    "ci_low_years",
+    "ci_high_years",
+    "pval_mannwhitney",
+    "pval_permutation",
+)
+
+
+def age_acceleration(
+    adata: AnnData,
+    *,
+    groupby: str = "condition",
+    reference: str = "control",
+    groups: Sequence[str] | None = None,
+    stratify_by: str | None = None,
+    age_key: str = "age_months",
+    predicted_key: str = "maxtoki_age",
+    donor_key: str = "donor",
+    age_match: float | None = 60.0,
+    adjust: Literal["linear", "none"] = "linear",
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    rng: int | np.random.Generator | None = 0,
+    key_added: str = "maxtoki_age_acceleration",
+    mod: str = "rna",
+    copy: bool = False,
+) -> AnnData | None:
+    r"""Age acceleration of each group against a reference group, with donor-level statistics.
+
+    Per cell, the acceleration is predicted minus chronological age (months). Each group's
+    cells (e.g. a disease, whose queries were aged by :func:`maxtoki.tl.predict_time` against a
+    healthy context) are compared with *age-matched* reference cells (e.g. control queries aged
+    the same way):
+
+    1. reference donors are restricted to those whose age lies within the group's donor age
+       range widened by ``age_match`` months on each side;
+    2. with ``adjust='linear'``, the remaining age dependence of the reference's acceleration
+       (predictions regress towards the mean age) is removed: a line
+       :math:`a + b \cdot \mathrm{age}` is fitted to the matched reference cells and subtracted
+       from every cell of the group and the reference;
+    3. cells are averaged per donor (the donor, not the cell, is the unit of replication);
+       the effect is the mean of the group's donor means minus the mean of the reference's;
+    4. the confidence interval resamples donors with replacement within the group and within the
+       reference (``n_boot`` times, percentile interval; the adjustment line is kept fixed).
+       With a handful of donors per group this interval is narrow (it ignores the uncertainty of
+       the donor variance); prefer the permutation p-value then;
+    5. two two-sided tests on donor means: Mann–Whitney U, and a permutation test that shuffles
+       the donor labels between group and reference (``n_boot`` permutations).
+
+    With ``stratify_by`` (e.g. ``'cell_type'``) every step runs separately per stratum, so a
+    disease that ages one cell type is not diluted by the others.
+
+    Parameters
+    ----------
+    adata
+        AnnData (or MuData) with ``obs[predicted_key]`` from :func:`maxtoki.tl.predict_time`.
+    groupby
+        ``obs`` column with the groups (e.g. ``'condition'``).
+    reference
+        The reference category of ``groupby`` (e.g. ``'control'``).
+    groups
+        Groups to compare with the reference; default every other category.
+    stratify_by
+        Optional ``obs`` column; one comparison per stratum and group.
+    age_key
+        ``obs`` column with chronological age in months.
+    predicted_key
+        ``obs`` column with predicted age in months.
+    donor_key
+        ``obs`` column with the donor of each cell.
+    age_match
+        Months of slack around the group's donor age range when choosing reference donors;
+        ``None`` uses every reference donor.
+    adjust
+        ``'linear'`` removes the reference's age trend of the acceleration; ``'none'`` does not.
+    n_boot
+        Bootstrap resamples and permutations.
+    ci
+        Confidence level of the interval.
+    rng
+        Seed or generator for the bootstrap and the permutations.
+    key_added
+        Key of the ``uns`` entry and the ``obs`` column.
+    mod
+        Modality of a MuData.
+    copy
+        Return a modified copy instead of writing in place.
+
+    Returns
+    -------
+    ``None``, or the modified copy with ``copy=True``. Writes
+
+    ``obs[key_added]``
+        Predicted minus chronological age per cell (months; ``nan`` where either is missing).
+    ``uns[key_added]['table']``
+        Columns (dict of arrays; :func:`maxtoki.get.age_acceleration` returns the DataFrame):
+        ``stratum`` (``'all'`` without ``stratify_by``), ``group``, ``reference``, cell and
+        donor counts of both sides, the raw mean donor acceleration of both sides
+        (``mean_acceleration_months``, ``reference_mean_acceleration_months``), the adjusted
+        ``effect_months`` / ``effect_years``, its bootstrap interval
+        ``ci_low_*``/``ci_high_*``, and ``pval_mannwhitney``, ``pval_permutation``.
+    ``uns[key_added]['params']``
+        The parameters used.
+    """
+    data, adata, mdata = prepare(adata, mod, copy)
+    start = logg.info("computing age acceleration")
+    obs = adata.obs
+    fixes = {
+        predicted_key: "run `mt.tl.predict_time` first or pass `predicted_key=`",
+        age_key: "pass `age_key=` naming chronological age in months",
+        groupby: "pass `groupby=` naming the obs column with the groups",
+        donor_key: "pass `donor_key=` naming the donor column (donors are the unit of the test)",
+    }
+    if stratify_by is not None:
+        fixes[stratify_by] = "pass an existing obs column as `stratify_by` or None"
+    for col, fix in fixes.items():
+        require_obs(adata, col, fix)
+    if adjust not in ("linear", "none"):
+        raise ValueError(f"adjust must be 'linear' or 'none', got {adjust!r}")
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
+    if age_match is not None and (not np.isfinite(age_match) or age_match < 0):
+        raise ValueError(
+            f"age_match must be a non-negative number of months or None, got {age_match!r}"
+        )
+
+    labels = obs[groupby].astype(str).to_numpy()
+    present = pd.unique(labels)
+    if reference not in present:
+        raise ValueError(
+            f"reference {reference!r} is not a value of obs[{groupby!r}] "
+            f"(values: {sorted(present)})"
+        )
+    if groups is None:
+        groups = [g for g in _categories(obs[groupby]) if g != reference and g in present]
+    else:
+        groups = [str(g) for g in ([groups] if isinstance(groups, str) else groups)]
+        missing = [g for g in groups if g not in present]
+        if missing:
+            raise ValueError(f"groups {missing} are not values of obs[{groupby!r}]")
+    if not groups:
+        raise ValueError(f"obs[{groupby!r}] has no group besides the reference {reference!r}")
+
+    age = pd.to_numeric(obs[age_key], errors="coerce").to_numpy(dtype=float)
+    pred = pd.to_numeric(obs[predicted_key], errors="coerce").to_numpy(dtype=float)
+    acc = pred - age
+    donors = obs[donor_key].astype(str).to_numpy()
+    strata = (
+        np.full(adata.n_obs, "all", dtype=object)
+        if stratify_by is None
+        else obs[stratify_by].astype(str).to_numpy()
+    )
+    gen = as_generator(rng)
+    rows = []
+    for stratum in ["all"] if stratify_by is None else _categories(obs[stratify_by]):
+        in_s = (strata == stratum) & np.isfinite(acc)
+        ref = in_s & (labels == reference)
+        for group in groups:
+            grp = in_s & (labels == group)
+            if not grp.any():
+                continue
+            rows.append(
+                _compare(
+                    stratum, group, reference, grp, ref, acc, age, donors,
+                    age_match=age_match, adjust=adjust, n_boot=int(n_boot), ci=ci, gen=gen,
+                )
+            )  # fmt: skip
+    if not rows:
+        raise ValueError(
+            f"no cell of the groups {groups} has a finite obs[{predicted_key!r}]; "
+            "run `mt.tl.predict_time` on them first"
+        )
+    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+
+    adata.obs[key_added] = acc
+    adata.uns[key_added] = {
+        "table": table_to_uns(table),
+        "params": h5ad_safe(
+            {
+                "groupby": groupby,
+                "reference": reference,
+                "groups": list(groups),
+                "stratify_by": stratify_by,
+                "age_key": age_key,
+                "predicted_key": predicted_key,
+                "donor_key": donor_key,
+                "age_match": age_match,
+                "adjust": adjust,
+                "n_boot": int(n_boot),
+                "ci": float(ci),
+                "rng": rng if isinstance(rng, (int, np.integer)) else str(rng),
+                "unit": "months",
+                "test": "two-sided Mann-Whitney U and donor-label permutation on donor means",
+            }
+        ),
+    }
+    logg.info(
+        f"    added obs[{key_added!r}] and uns[{key_added!r}] ({len(table)} comparisons)",
+        time=start,
+    )
+    return finish(data, mdata, mod, [key_added], copy)
+
+
+def _categories(col: pd.Series) -> list[str]:
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return [str(c) for c in col.cat.categories]
+    return [str(c) for c in pd.unique(col.astype(str))]
+
+
+def _donor_means(values: np.ndarray, donors: np.ndarray) -> np.ndarray:
+    codes, uniq = pd.factorize(donors)
+    sums = np.bincount(codes, weights=values, minlength=len(uniq))
+    counts = np.bincount(codes, minlength=len(uniq))
+    return sums / counts
+
+
+def _compare(
+    stratum, group, reference, grp, ref, acc, age, donors, *, age_match, adjust, n_boot, ci, gen
+):
+    grp_donor_age = _donor_means(age[grp], donors[grp])
+    if age_match is not None and ref.any():
+        lo, hi = grp_donor_age.min() - age_match, grp_donor_age.max() + age_match
+        ref = ref & (age >= lo) & (age <= hi)
+    row = {
+        "stratum": stratum,
+        "group": group,
+        "reference": reference,
+        "n_cells": int(grp.sum()),
+        "n_donors": len(grp_donor_age),
+        "n_reference_cells": int(ref.sum()),
+        "n_reference_donors": len(pd.unique(donors[ref])),
+        "mean_acceleration_months": float(np.mean(_donor_means(acc[grp], donors[grp]))),
+        "reference_mean_acceleration_months": np.nan,
+    }
+    nan_stats = dict.fromkeys(TABLE_COLUMNS[9:], np.nan)
+    if not ref.any():
+        logg.warning(
+            f"age_acceleration: no age-matched {reference!r} cells for {group!r} in {stratum!r}; "
+            "its effect is nan (widen `age_match` or pass None)"
+        )
+        return row | nan_stats
+    row["reference_mean_acceleration_months"] = float(np.mean(_donor_means(acc[ref], donors[ref])))
+    adj = acc.copy()
+    if adjust == "linear" and len(np.unique(age[ref])) >= 3:
+        slope, intercept = np.polyfit(age[ref], acc[ref], 1)
+        adj = acc - (intercept + slope * age)
+    g = _donor_means(adj[grp], donors[grp])
+    r = _donor_means(adj[ref], donors[ref])
+    effect = float(g.mean() - r.mean())
+    boot = gen.choice(g, size=(n_boot, len(g))).mean(axis=1) - gen.choice(
+        r, size=(n_boot, len(r))
+    ).mean(axis=1)
+    alpha = (1.0 - ci) / 2.0
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    row.update(
+        effect_months=effect,
+        effect_years=effect / 12.0,
+        ci_low_months=float(lo),
+        ci_high_months=float(hi),
+        ci_low_years=float(lo) / 12.0,
+        ci_high_years=float(hi) / 12.0,
+        pval_mannwhitney=_mannwhitney(g, r),
+        pval_permutation=_permutation(g, r, n_boot, gen),
+    )
+    return row
+
+
+def _mannwhitney(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import mannwhitneyu
+
+    if len(a) == 0 or len(b) == 0 or (len(a) + len(b) < 3):
+        return np.nan
+    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+
+
+def _permutation(a: np.ndarray, b: np.ndarray, n_perm: int, gen: np.random.Generator) -> float:
+    pooled = np.concatenate([a, b])
+    observed = abs(a.mean() - b.mean())
+    keys = gen.random((n_perm, len(pooled)))
+    perms = pooled[np.argsort(keys, axis=1)]
+    diffs = np.abs(perms[:, : len(a)].mean(axis=1) - perms[:, len(a) :].mean(axis=1))
+    return float((1 + np.sum(diffs >= observed - 1e-12)) / (n_perm + 1))

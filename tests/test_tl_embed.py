@@ -1,0 +1,70 @@
+"""mt.tl.embed: cell embeddings in obsm['X_maxtoki'] that scanpy uses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _tl_setup import MAX_GENES, mudata_of, roundtrip, snapshot, subset, unchanged
+from _tl_setup import trained as _trained
+
+import maxtoki as mt
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return _trained()
+
+
+def test_embed_neighbors_and_roundtrip(trained, tmp_path):
+    import scanpy as sc
+
+    adata, vocab, model = trained
+    q = subset(adata, 200)
+    assert mt.tl.embed(q, model, vocab=vocab, max_genes=MAX_GENES) is None
+    emb = q.obsm["X_maxtoki"]
+    assert emb.shape == (200, model.config.hidden_size) and np.isfinite(emb).all()
+    assert q.uns["maxtoki"]["params"]["emb_mode"] == "cell"
+    sc.pp.neighbors(q, use_rep="X_maxtoki", n_neighbors=10)
+    # cells of one type are each other's neighbours more often than chance
+    conn = q.obsp["connectivities"].tocoo()
+    types = q.obs["cell_type"].to_numpy()
+    same = np.mean(types[conn.row] == types[conn.col])
+    chance = np.sum((q.obs["cell_type"].value_counts(normalize=True).to_numpy()) ** 2)
+    assert same > chance + 0.2, (same, chance)
+    back = roundtrip(q, tmp_path)
+    np.testing.assert_allclose(back.obsm["X_maxtoki"], emb)
+
+
+def test_modes_layers_copy_and_mudata(trained):
+    adata, vocab, model = trained
+    q = subset(adata, 40, seed=1)
+    before = snapshot(q)
+    out = mt.tl.embed(
+        q, model, vocab=vocab, emb_mode="eos", emb_layer=0, max_genes=MAX_GENES,
+        key_added="X_maxtoki_eos", copy=True,
+    )  # fmt: skip
+    assert unchanged(q, before)
+    assert out.obsm["X_maxtoki_eos"].shape[0] == 40
+    assert out.uns["maxtoki_eos"]["params"]["emb_layer"] == 0
+    md = mudata_of(q.copy())
+    mt.tl.embed(md, model, vocab=vocab, max_genes=MAX_GENES, batch_size=7)
+    assert md.mod["rna"].obsm["X_maxtoki"].shape == (40, model.config.hidden_size)
+
+
+def test_errors(trained):
+    adata, vocab, model = trained
+    q = subset(adata, 10)
+    before = snapshot(q)
+    with pytest.raises(ValueError, match="emb_mode"):
+        mt.tl.embed(q, model, vocab=vocab, emb_mode="cls")
+    with pytest.raises(ValueError, match="emb_layer"):
+        mt.tl.embed(q, model, vocab=vocab, emb_layer=99)
+    with pytest.raises(ValueError, match="batch_size"):
+        mt.tl.embed(q, model, vocab=vocab, batch_size=0)
+    with pytest.raises(TypeError, match="GeneVocab"):
+        mt.tl.embed(q, model, vocab="vocab")
+    del q.obsm["maxtoki_tokens"]
+    before = snapshot(q)
+    with pytest.raises(ValueError, match=r"mt\.pp\.tokenize"):
+        mt.tl.embed(q, model, vocab=vocab)
+    assert unchanged(q, before)
