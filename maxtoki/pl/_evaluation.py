@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from ._utils import finish, new_axes, palette, require_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from anndata import AnnData
+    from matplotlib.axes import Axes
+
+_LABELS = {
+    "median_abs_error_months": "median |error|",
+    "donor_median_abs_error_months": "donor median |error|",
+    "bias_months": "mean error (bias)",
+    "pearson_r": "Pearson r",
+    "donor_pearson_r": "donor Pearson r",
+    "singlet_fraction": "generated cells called real",
+    "classifier_accuracy": "doublet classifier accuracy",
+}
+_METHOD_COLORS = {"maxtoki": "#d1495b", "naive": "#9aa5b1", "sgd": "#30638e"}
+
+
+def evaluation(
+    table: pd.DataFrame | AnnData,
+    *,
+    metric: str = "median_abs_error_months",
+    unit: Literal["years", "months"] = "years",
+    key: str = "maxtoki_evaluate",
+    annotate: bool = True,
+    ax: Axes | None = None,
+    show: bool | None = None,
+) -> Axes | None:
+    """Bar chart of MaxToki against its baselines (and ablations), per evaluation split.
+
+    Parameters
+    ----------
+    table
+        The DataFrame of :func:`maxtoki.tl.evaluate`, or an AnnData it stored its table in.
+        MaxToki is drawn first, then the baselines, then the ablations (``maxtoki_*``, hatched).
+    metric
+        Column to draw, e.g. ``'median_abs_error_months'`` (default), ``'pearson_r'``,
+        ``'bias_months'``, ``'donor_median_abs_error_months'``, ``'singlet_fraction'``.
+    unit
+        Unit of the ``*_months`` metrics.
+    key
+        With an AnnData: the ``key_added`` of :func:`maxtoki.tl.evaluate`.
+    annotate
+        Write each bar's value on it.
+    ax
+        Axes to draw into; a new figure otherwise.
+    show
+        Show the figure; ``None`` shows it on interactive backends only.
+
+    Returns
+    -------
+    The Axes when not shown. Rows with no value for ``metric`` (e.g. the doublet check for
+    an error metric) are left out.
+    """
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame):
+        from ..get._evaluate import evaluate as get_table
+
+        table = get_table(table, key=key)
+    require_columns(
+        table.columns, ["split", "method"], "the table", "pass the DataFrame of `mt.tl.evaluate`"
+    )
+    require_columns(
+        table.columns,
+        [metric],
+        "the table",
+        f"pass one of its columns as `metric` ({list(table.columns)})",
+    )
+    vals = pd.to_numeric(table[metric], errors="coerce")
+    scale = 12.0 if metric.endswith("_months") and unit == "years" else 1.0
+    df = table.assign(_v=vals / scale)[np.isfinite(vals)]
+    if df.empty:
+        raise ValueError(f"no row of the table has a value for {metric!r}")
+    splits = list(dict.fromkeys(df["split"].astype(str)))
+    methods = list(dict.fromkeys(df["method"].astype(str)))
+    ablations = [m for m in methods if m.startswith("maxtoki_")]
+    methods = [m for m in methods if m not in ablations] + ablations  # model, baselines, ablations
+    others = palette([m for m in methods if m not in _METHOD_COLORS and m not in ablations])
+    colors = {m: _METHOD_COLORS.get(m, others.get(m)) for m in methods}
+    hatches = dict.fromkeys(methods, "")
+    for m, h in zip(ablations, ["//", "..", "xx", "\\\\", "oo", "++"] * 4, strict=False):
+        colors[m], hatches[m] = "#eeb4bb", h
+
+    ax = new_axes(ax, figsize=(1.6 + 1.1 * len(splits) * max(1, len(methods)) / 2, 3.8))
+    width = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        xs, ys = [], []
+        for i, s in enumerate(splits):
+            row = df[(df["split"].astype(str) == s) & (df["method"].astype(str) == m)]
+            if len(row):
+                xs.append(i - 0.4 + width * (j + 0.5))
+                ys.append(float(row["_v"].iloc[0]))
+        if not xs:
+            continue
+        bars = ax.bar(
+            xs,
+            ys,
+            width=width * 0.95,
+            color=colors[m],
+            hatch=hatches[m],
+            edgecolor="white",
+            linewidth=0.5,
+            label=m,
+        )
+        if annotate:
+            fmt = "{:.2f}" if scale == 1.0 and not metric.endswith("_months") else "{:.1f}"
+            ax.bar_label(bars, labels=[fmt.format(v) for v in ys], fontsize="x-small", padding=1)
+    ax.set_xticks(range(len(splits)), [s.replace("_", " ") for s in splits])
+    ax.axhline(0.0, color="0.3", linewidth=0.8)
+    label = _LABELS.get(metric, metric.replace("_", " "))
+    suffix = f" ({unit})" if metric.endswith("_months") else ""
+    ax.set_ylabel(label + suffix)
+    ax.set_title(f"{label} by split and method", fontsize="medium")
+    ax.legend(
+        title="method",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        fontsize="small",
+    )
+    ax.margins(y=0.12)
+    return finish(ax, show)
