@@ -139,6 +139,8 @@ def train(
     trainer = Trainer(net, train_ds, val_ds, cfg, vocab=vocab)
     history = trainer.fit()
     net.eval()
+    # read by the mt.tl tools, so inference cuts cells to the genes the model was trained on
+    net.maxtoki_train_params = {"max_genes_per_cell": max_genes_per_cell, "stage": stage}
     logg.info("    finished training", time=start)
     return net, history
 
