@@ -24,8 +24,8 @@ nitpicky = False
 
 myst_enable_extensions = ["colon_fence", "dollarmath"]
 nb_execution_mode = "off"  # tutorials are executed in CI by nbclient; outputs are committed
-source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "generated/*.md"]
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 
 html_theme = "sphinx_book_theme"
 html_title = "maxtoki"
