@@ -4,7 +4,7 @@ from importlib.metadata import version as _version
 
 project = "maxtoki"
 author = "maxtoki developers"
-copyright = "2026, maxtoki developers"  # noqa: A001
+copyright = "2026, maxtoki developers"
 release = _version("maxtoki")
 
 extensions = [
@@ -29,5 +29,5 @@ exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 
 html_theme = "sphinx_book_theme"
 html_title = "maxtoki"
-html_theme_options = {"repository_url": "https://github.com/maxtoki/maxtoki", "use_repository_button": False}
+html_theme_options = {"use_repository_button": False}
 suppress_warnings = ["mystnb.unknown_mime_type"]
