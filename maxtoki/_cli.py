@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         help="simulate the aging atlas, tokenize, train a small model, print the paper's table",
         description="End-to-end run on the embedded simulated aging atlas (CPU, minutes).",
     )
-    demo.add_argument("--quick", action="store_true", help="a one-minute run with small settings")
+    demo.add_argument("--quick", action="store_true", help="a ~2-minute run with small settings")
     demo.add_argument(
         "--device", default="auto", help="torch device, e.g. cpu, cuda (default: auto)"
     )

@@ -4,12 +4,13 @@ import json
 import time
 from pathlib import Path
 
-#: Settings of the demo; ``quick`` is a one-minute smoke run, ``full`` fits in ~10 CPU minutes.
+#: Settings of the demo; ``quick`` is a ~2-minute run, ``full`` fits in ~10 CPU minutes.
 DEMO_SETTINGS = {
     "quick": {
-        "n_donors": 24,
+        "n_donors": 30,
         "n_cells_per_donor": 60,
-        "steps": 80,
+        "steps": 600,
+        "task_mix": 0.9,
         "model": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4},
         "eval_cells": 60,
         "n_contexts": 2,
@@ -19,6 +20,7 @@ DEMO_SETTINGS = {
         "n_donors": 40,
         "n_cells_per_donor": 100,
         "steps": 900,
+        "task_mix": 0.75,
         "model": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4},
         "eval_cells": 300,
         "n_contexts": 4,
@@ -27,7 +29,6 @@ DEMO_SETTINGS = {
 }
 HELDOUT_AGES_MONTHS = (480, 600)  # 40–50 years: held out of training, evaluated as its own split
 MAX_GENES = 64  # top-ranked genes per cell in prompts: a small model trains on a CPU in minutes
-TASK_MIX = 0.75  # share of TimeBetweenCells prompts (the rest NextCell), so ages learn fast
 
 
 def run_demo(
@@ -42,7 +43,7 @@ def run_demo(
     Parameters
     ----------
     quick
-        A one-minute run with a smaller atlas, model and budget.
+        A ~2-minute run with a smaller atlas, model and budget.
     device
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     out
@@ -108,7 +109,7 @@ def run_demo(
         n_context=2,
         max_genes_per_cell=MAX_GENES,
         model_overrides=cfg["model"],
-        config={"task_mix": TASK_MIX},
+        config={"task_mix": cfg["task_mix"]},  # share of TimeBetweenCells prompts
         device=device,
         rng=seed,
     )
