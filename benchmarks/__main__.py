@@ -52,6 +52,26 @@ def _fmt(value) -> str:
     return "" if value is None else str(value)
 
 
+def run_one(
+    run, description: str, argv: list[str] | None = None, *, threads: int | None = None
+) -> int:
+    """Command line of one benchmark module: ``--quick``, ``--threads``; prints its table."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    parser.add_argument("--threads", type=int, default=threads, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    rows = run(quick=args.quick)
+    print(to_markdown(rows))
+    for row in rows:
+        if row.get("note"):
+            print(f"- {row['setting']}: {row['note']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen benchmarks and write the JSON and markdown results."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)

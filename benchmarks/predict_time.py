@@ -11,7 +11,6 @@ Run: ``python -m benchmarks.predict_time [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -90,13 +89,9 @@ def run(quick: bool = False) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the result as a markdown table."""
-    from benchmarks.__main__ import to_markdown
+    from benchmarks.__main__ import run_one
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.predict_time", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small atlas and model, seconds")
-    args = parser.parse_args(argv)
-    print(to_markdown(run(quick=args.quick)))
-    return 0
+    return run_one(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Run: ``python -m benchmarks.training_curve [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -152,16 +151,10 @@ def _row(setting: str, ours: float, baseline: float, unit: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the curve as a markdown table."""
-    from benchmarks.__main__ import to_markdown
+    """Print the result as a markdown table."""
+    from benchmarks.__main__ import run_one
 
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.training_curve", description=__doc__
-    )
-    parser.add_argument("--quick", action="store_true", help="small atlas and model, ~1 minute")
-    args = parser.parse_args(argv)
-    print(to_markdown(run(quick=args.quick)))
-    return 0
+    return run_one(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Run: ``python -m benchmarks.training_throughput [--quick] [--threads N]``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -95,20 +94,12 @@ def run(quick: bool = False) -> list[dict]:
     ]
 
 
-def main() -> None:
-    """Print the benchmark table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small batches, a smoke run")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    from benchmarks.__main__ import to_markdown
+def main() -> int:
+    """Print the benchmark table (one torch thread unless ``--threads``)."""
+    from benchmarks.__main__ import run_one
 
-    rows = run(quick=args.quick)
-    print(to_markdown(rows))
-    for row in rows:
-        print(f"- {row['setting']}: {row['note']}")
+    return run_one(run, __doc__, threads=1)
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

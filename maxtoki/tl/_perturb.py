@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import h5ad_safe, resolve_modality
-from ._predict_time import _reference_rows, predict_ages
+from .._anndata import h5ad_safe
+from ._predict_time import predict_ages, reference_cells
 from ._utils import (
     as_generator,
     batch_size_of,
@@ -139,13 +139,9 @@ def perturb(
         max_genes = train_param(model, "max_genes_per_cell")
 
     tokens = token_matrix(adata, vocab)
-    if context is None:
-        ref = adata
-        ref_rows = _reference_rows(adata, reference_key, reference, time_key)
-    else:
-        ref, _ = resolve_modality(context, mod)
-        ref_rows = np.arange(ref.n_obs)
-    r_tokens = tokens if ref is adata else token_matrix(ref, vocab)
+    ref, ref_rows, r_tokens = reference_cells(
+        adata, tokens, context, reference_key, reference, time_key, vocab, mod
+    )
     r_times = numeric_obs(ref, time_key, "reference", "pass `time_key=` naming ages in months")
     ref_rows = ref_rows[np.isfinite(r_times[ref_rows])]
     q_groups = group_labels(adata.obs, group_by, "query")

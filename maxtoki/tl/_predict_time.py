@@ -137,13 +137,9 @@ def predict_time(
         max_genes = train_param(model, "max_genes_per_cell")
 
     q_tokens = token_matrix(adata, vocab)
-    if context is None:
-        ref = adata
-        ref_rows = _reference_rows(adata, reference_key, reference, time_key)
-    else:
-        ref, _ = resolve_modality(context, mod)
-        ref_rows = np.arange(ref.n_obs)
-    r_tokens = q_tokens if ref is adata else token_matrix(ref, vocab)
+    ref, ref_rows, r_tokens = reference_cells(
+        adata, q_tokens, context, reference_key, reference, time_key, vocab, mod
+    )
     r_times_all = numeric_obs(
         ref, time_key, "reference", "pass `time_key=` naming the reference's ages in months"
     )
@@ -206,6 +202,23 @@ def predict_time(
     }
     logg.info(f"    added obs {keys} for {adata.n_obs} cells", time=start)
     return finish(data, mdata, mod, keys, copy)
+
+
+def reference_cells(
+    adata: AnnData,
+    tokens: np.ndarray,
+    context: AnnData | None,
+    reference_key: str | None,
+    reference: Any,
+    time_key: str,
+    vocab: GeneVocab,
+    mod: str,
+) -> tuple[AnnData, np.ndarray, np.ndarray]:
+    """The AnnData that contexts come from, its reference rows, and its token matrix."""
+    if context is None:
+        return adata, _reference_rows(adata, reference_key, reference, time_key), tokens
+    ref, _ = resolve_modality(context, mod)
+    return ref, np.arange(ref.n_obs), token_matrix(ref, vocab)
 
 
 def _reference_rows(adata: AnnData, key: str | None, reference: Any, time_key: str) -> np.ndarray:
