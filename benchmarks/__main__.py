@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("tokenize", "training_throughput", "generation", "training_curve", "predict_time")
+BENCHMARKS = ("tokenize", "training_throughput", "generation", "predict_time", "training_curve")
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -30,6 +30,13 @@ def machine() -> str:
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {gpu}, "
         f"Python {platform.python_version()}, torch {torch.__version__}"
     )
+
+
+def torch_threads() -> int:
+    """The number of torch CPU threads this run uses."""
+    import torch
+
+    return torch.get_num_threads()
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -77,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("names", nargs="*", default=["all"], help=f"all or some of {BENCHMARKS}")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     names = BENCHMARKS if args.names in ([], ["all"]) else args.names
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
@@ -91,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
     RESULTS.mkdir(exist_ok=True)
     kind = "quick" if args.quick else "full"
-    header = f"Machine: {machine()}; {kind} run, {time.strftime('%Y-%m-%d')}."
+    threads = f"{torch_threads()} torch threads"
+    header = f"Machine: {machine()}; {kind} run, {threads}, {time.strftime('%Y-%m-%d')}."
     table = to_markdown(rows)
     suffix = "_quick" if args.quick else ""
     (RESULTS / f"latest{suffix}.json").write_text(
