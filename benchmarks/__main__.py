@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-BENCHMARKS = ("tokenize", "training_throughput", "generation", "predict_time", "training_curve")
+BENCHMARKS = (
+    "tokenize", "training_throughput", "generation", "predict_time", "mfu", "training_curve"
+)
 RESULTS = Path(__file__).parent / "results"
 
 
