@@ -1,6 +1,17 @@
 """Sphinx configuration of the maxtoki documentation (builds offline: no intersphinx)."""
 
+import shutil
 from importlib.metadata import version as _version
+from pathlib import Path
+
+# the notebooks live in tutorials/ at the top of the repository (executed by
+# tests/test_tutorials.py, outputs committed); Sphinx only reads files below docs/
+_HERE = Path(__file__).parent
+_TUTORIALS = _HERE / "tutorials"
+shutil.rmtree(_TUTORIALS, ignore_errors=True)
+_TUTORIALS.mkdir()
+for _notebook in sorted((_HERE.parent / "tutorials").glob("*.ipynb")):
+    shutil.copy2(_notebook, _TUTORIALS / _notebook.name)
 
 project = "maxtoki"
 author = "maxtoki developers"
