@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
     RESULTS.mkdir(exist_ok=True)
     kind = "quick" if args.quick else "full"
-    threads = f"{torch_threads()} torch threads"
+    n = torch_threads()
+    threads = f"{n} torch thread{'' if n == 1 else 's'}"
     header = f"Machine: {machine()}; {kind} run, {threads}, {time.strftime('%Y-%m-%d')}."
     table = to_markdown(rows)
     suffix = "_quick" if args.quick else ""
