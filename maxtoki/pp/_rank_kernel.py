@@ -27,9 +27,14 @@ not):
 
 Only ``parallel=True`` wrappers (``prange`` over blocks of rows) are called from Python for big
 chunks; the per-block functions are called directly for small ones (no thread-pool start-up).
+Each parallel kernel has a serial twin, used in a process forked from one that already started
+Numba's thread pool (see :func:`parallel_ok`).
 """
 
 from __future__ import annotations
+
+import os
+import threading
 
 import numpy as np
 from numba import njit, prange
@@ -37,6 +42,48 @@ from numba import njit, prange
 _MASK = np.uint64(0xFF)
 _INSERTION_MAX = 32
 _BUCKETS_LOG2_PER_ELEMENT = 3
+
+# --- fork and thread safety ----------------------------------------------------------------------
+_pool_started = False  # a parallel kernel ran in this process: Numba's thread pool may be up
+_forked = False  # forked from a process whose thread pool may be up
+_lock = threading.Lock()  # one parallel kernel at a time
+
+
+def _after_fork_in_child() -> None:
+    global _forked, _lock
+    _forked = _forked or _pool_started
+    _lock = threading.Lock()  # another thread of the parent may have held it
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def parallel_ok() -> bool:
+    """Whether the ``parallel=True`` kernels may run in this process.
+
+    Numba's OpenMP threading layer (GNU libgomp) terminates a process forked from one that has
+    already started its thread pool as soon as the child enters a parallel region ("fork() called
+    from a process already using GNU OpenMP, this is unsafe"): e.g. ``multiprocessing`` or
+    DataLoader workers started with ``fork`` after a tokenization in the parent. Such a child runs
+    the serial twins of the kernels instead (same results).
+    """
+    return not _forked
+
+
+def _run(parallel, serial, *args) -> None:
+    """Run a parallel kernel, or its serial twin where :func:`parallel_ok` is false.
+
+    Parallel kernels run one at a time: the ``workqueue`` threading layer (Numba's fallback
+    without TBB or OpenMP) aborts the process when two Python threads enter it at once, and
+    each kernel already uses every thread of the pool.
+    """
+    global _pool_started
+    if _forked:
+        serial(*args)
+        return
+    with _lock:
+        _pool_started = True
+        parallel(*args)
 
 
 @njit(nogil=True, cache=True)
@@ -237,7 +284,6 @@ def _scan_block(indptr, indices, data, col_token, n_tokens, has_dups, r0, r1, to
     stats[bi, 4] = first_frac
 
 
-@njit(parallel=True, nogil=True, cache=True)
 def scan_csr(indptr, indices, data, col_token, n_tokens, has_dups, n_blocks, totals, in_vocab,
              n_unique, stats):
     """One pass over a CSR chunk: per-row sums and vocabulary-gene counts, plus data checks.
@@ -246,9 +292,28 @@ def scan_csr(indptr, indices, data, col_token, n_tokens, has_dups, n_blocks, tot
     ``n_unique[r]`` (number of distinct vocabulary tokens with a non-zero count) and, per block,
     ``stats[block] = (n_negative, n_not_finite, n_non_integer, max, first_non_integer)``.
     """
+    _run(_scan_csr_parallel, _scan_csr_serial, indptr, indices, data, col_token, n_tokens,
+         has_dups, n_blocks, totals, in_vocab, n_unique, stats)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _scan_csr_parallel(indptr, indices, data, col_token, n_tokens, has_dups, n_blocks, totals,
+                       in_vocab, n_unique, stats):
     n_rows = indptr.shape[0] - 1
     size = (n_rows + n_blocks - 1) // n_blocks
     for bi in prange(n_blocks):
+        r0 = min(n_rows, bi * size)
+        r1 = min(n_rows, r0 + size)
+        _scan_block(indptr, indices, data, col_token, n_tokens, has_dups, r0, r1, totals,
+                    in_vocab, n_unique, stats, bi)
+
+
+@njit(nogil=True, cache=True)
+def _scan_csr_serial(indptr, indices, data, col_token, n_tokens, has_dups, n_blocks, totals,
+                     in_vocab, n_unique, stats):
+    n_rows = indptr.shape[0] - 1
+    size = (n_rows + n_blocks - 1) // n_blocks
+    for bi in range(n_blocks):
         r0 = min(n_rows, bi * size)
         r1 = min(n_rows, r0 + size)
         _scan_block(indptr, indices, data, col_token, n_tokens, has_dups, r0, r1, totals,
@@ -345,7 +410,6 @@ def _encode_block(indptr, indices, data, obs_n, col_token, inv_median, has_dups,
     stats[bi, 4] = first_frac
 
 
-@njit(parallel=True, nogil=True, cache=True)
 def encode_csr(indptr, indices, data, obs_n, col_token, inv_median, has_dups, max_genes, slots,
                out, lengths, totals, in_vocab, n_unique, stats, bos, eos, n_blocks):
     """Rank value encoding of every row of a CSR chunk, in one pass over the entries.
@@ -359,6 +423,15 @@ def encode_csr(indptr, indices, data, obs_n, col_token, inv_median, has_dups, ma
     first_non_integer)`` for the caller to validate before using the tokens. Rows are split into
     ``n_blocks`` blocks ranked in parallel, each with its own scratch buffers.
     """
+    _run(_encode_csr_parallel, _encode_csr_serial, indptr, indices, data, obs_n, col_token,
+         inv_median, has_dups, max_genes, slots, out, lengths, totals, in_vocab, n_unique, stats,
+         bos, eos, n_blocks)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _encode_csr_parallel(indptr, indices, data, obs_n, col_token, inv_median, has_dups,
+                         max_genes, slots, out, lengths, totals, in_vocab, n_unique, stats, bos,
+                         eos, n_blocks):
     n_rows = indptr.shape[0] - 1
     size = (n_rows + n_blocks - 1) // n_blocks
     for bi in prange(n_blocks):
@@ -369,9 +442,27 @@ def encode_csr(indptr, indices, data, obs_n, col_token, inv_median, has_dups, ma
                       bi)
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(nogil=True, cache=True)
+def _encode_csr_serial(indptr, indices, data, obs_n, col_token, inv_median, has_dups,
+                       max_genes, slots, out, lengths, totals, in_vocab, n_unique, stats, bos,
+                       eos, n_blocks):
+    n_rows = indptr.shape[0] - 1
+    size = (n_rows + n_blocks - 1) // n_blocks
+    for bi in range(n_blocks):
+        r0 = min(n_rows, bi * size)
+        r1 = min(n_rows, r0 + size)
+        _encode_block(indptr, indices, data, obs_n, col_token, inv_median, has_dups, max_genes,
+                      slots, out, lengths, totals, in_vocab, n_unique, stats, bos, eos, r0, r1,
+                      bi)
+
+
 def compact_rows(src, slots, lengths, offsets, dst):
     """Copy row ``r`` from ``src[slots[r]:slots[r] + lengths[r]]`` to ``dst[offsets[r]:]``."""
+    _run(_compact_rows_parallel, _compact_rows_serial, src, slots, lengths, offsets, dst)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _compact_rows_parallel(src, slots, lengths, offsets, dst):
     n = lengths.shape[0]
     for r in prange(n):
         a = slots[r]
@@ -380,11 +471,34 @@ def compact_rows(src, slots, lengths, offsets, dst):
             dst[o + i] = src[a + i]
 
 
-@njit(parallel=True, nogil=True, cache=True)
+@njit(nogil=True, cache=True)
+def _compact_rows_serial(src, slots, lengths, offsets, dst):
+    n = lengths.shape[0]
+    for r in range(n):
+        a = slots[r]
+        o = offsets[r]
+        for i in range(lengths[r]):
+            dst[o + i] = src[a + i]
+
+
 def pad_rows(flat, offsets, out, row0):
     """Copy flat rows ``flat[offsets[r]:offsets[r + 1]]`` into ``out[row0 + r, :len]``."""
+    _run(_pad_rows_parallel, _pad_rows_serial, flat, offsets, out, row0)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _pad_rows_parallel(flat, offsets, out, row0):
     n = offsets.shape[0] - 1
     for r in prange(n):
+        o = offsets[r]
+        for i in range(offsets[r + 1] - o):
+            out[row0 + r, i] = flat[o + i]
+
+
+@njit(nogil=True, cache=True)
+def _pad_rows_serial(flat, offsets, out, row0):
+    n = offsets.shape[0] - 1
+    for r in range(n):
         o = offsets[r]
         for i in range(offsets[r + 1] - o):
             out[row0 + r, i] = flat[o + i]
@@ -460,32 +574,44 @@ def _select(a, k):
             return
 
 
-@njit(parallel=True, nogil=True, cache=True)
 def segment_medians(values, starts, out):
     """``out[g]`` = median of ``values[starts[g]:starts[g + 1]]``, as :func:`numpy.median`.
 
     Segments are reordered in place; empty segments give nan.
     """
+    _run(_segment_medians_parallel, _segment_medians_serial, values, starts, out)
+
+
+@njit(nogil=True, cache=True)
+def _segment_median(values, s, e):
+    k = e - s
+    if k == 0:
+        return np.nan
+    seg = values[s:e]
+    h = (k - 1) // 2
+    _select(seg, h)
+    lo = seg[h]
+    if k % 2 == 1:
+        return lo
+    hi = seg[h + 1]
+    for i in range(h + 2, k):
+        if seg[i] < hi:
+            hi = seg[i]
+    return 0.5 * (lo + hi)
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _segment_medians_parallel(values, starts, out):
     n = starts.shape[0] - 1
     for g in prange(n):
-        s = starts[g]
-        e = starts[g + 1]
-        k = e - s
-        if k == 0:
-            out[g] = np.nan
-            continue
-        seg = values[s:e]
-        h = (k - 1) // 2
-        _select(seg, h)
-        lo = seg[h]
-        if k % 2 == 1:
-            out[g] = lo
-        else:
-            hi = seg[h + 1]
-            for i in range(h + 2, k):
-                if seg[i] < hi:
-                    hi = seg[i]
-            out[g] = 0.5 * (lo + hi)
+        out[g] = _segment_median(values, starts[g], starts[g + 1])
+
+
+@njit(nogil=True, cache=True)
+def _segment_medians_serial(values, starts, out):
+    n = starts.shape[0] - 1
+    for g in range(n):
+        out[g] = _segment_median(values, starts[g], starts[g + 1])
 
 
 @njit(nogil=True, cache=True)
@@ -503,19 +629,31 @@ def _hist_value_at(hist, g, k, lo, width):
     return np.nan
 
 
-@njit(parallel=True, nogil=True, cache=True)
 def histogram_medians(hist, lo, width, out):
     """Median of each gene's log-histogram (mean of the two middle elements when even)."""
-    n_genes, n_bins = hist.shape
-    for g in prange(n_genes):
-        total = 0
-        for b in range(n_bins):
-            total += hist[g, b]
-        if total == 0:
-            out[g] = np.nan
-            continue
-        a = _hist_value_at(hist, g, (total - 1) // 2, lo, width)
-        if total % 2 == 1:
-            out[g] = a
-        else:
-            out[g] = 0.5 * (a + _hist_value_at(hist, g, total // 2, lo, width))
+    _run(_histogram_medians_parallel, _histogram_medians_serial, hist, lo, width, out)
+
+
+@njit(nogil=True, cache=True)
+def _histogram_median(hist, g, lo, width):
+    total = 0
+    for b in range(hist.shape[1]):
+        total += hist[g, b]
+    if total == 0:
+        return np.nan
+    a = _hist_value_at(hist, g, (total - 1) // 2, lo, width)
+    if total % 2 == 1:
+        return a
+    return 0.5 * (a + _hist_value_at(hist, g, total // 2, lo, width))
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def _histogram_medians_parallel(hist, lo, width, out):
+    for g in prange(hist.shape[0]):
+        out[g] = _histogram_median(hist, g, lo, width)
+
+
+@njit(nogil=True, cache=True)
+def _histogram_medians_serial(hist, lo, width, out):
+    for g in range(hist.shape[0]):
+        out[g] = _histogram_median(hist, g, lo, width)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +20,7 @@ STORE_FORMAT = "maxtoki-token-store"
 STORE_VERSION = 1
 SHARDS_DIR = "shards"
 VOCAB_DIR = "vocab"
+_SHARD_RE = re.compile(r"^f\d{5,}-r\d{12,}$")
 
 
 class TokenStore:
@@ -28,8 +30,10 @@ class TokenStore:
     the vocabulary (``vocab/``) and one subfolder per completed shard under ``shards/``, each with
     ``tokens.npy`` (all cells' tokens, flat, ``<bos>``/``<eos>`` included), ``offsets.npy``
     (int64, ``n_cells + 1``) and ``obs.csv`` (source file, obs name, requested obs columns).
-    Token arrays are opened with ``np.load(mmap_mode="r")``: only the cells you index are read.
-    Cells are ordered by input file, then by row, whatever order the shards were written in.
+    Token arrays are opened with ``np.load(mmap_mode="r")`` (never unpickled): only the cells you
+    index are read, and a pickled store (e.g. sent to DataLoader workers) carries its path, not
+    the opened arrays. Cells are ordered by input file, then by row, whatever order the shards
+    were written in.
 
     Parameters
     ----------
@@ -58,12 +62,28 @@ class TokenStore:
                 f"({manifest['vocab_hash']}); the store is damaged"
             )
         shards = sorted(manifest["shards"], key=lambda s: (s["file"], s["start"]))
+        bad = [s["name"] for s in shards if not _SHARD_RE.match(str(s["name"]))]
+        if bad:  # a name like "../x" would read files outside the store
+            raise ValueError(
+                f"{str(self.path / MANIFEST)!r} lists shards with invalid names {bad[:3]}; "
+                "the store is damaged"
+            )
         self._shards = shards
         sizes = np.array([s["n_cells"] for s in shards], dtype=np.int64)
         self._starts = np.zeros(len(shards) + 1, dtype=np.int64)
         np.cumsum(sizes, out=self._starts[1:])
         self._tokens: list[np.ndarray | None] = [None] * len(shards)
         self._offsets: list[np.ndarray | None] = [None] * len(shards)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled (e.g. into DataLoader workers) without the opened memory maps, which would be
+        # copied in full, and without the cached columns: the copy re-opens what it reads
+        state = self.__dict__.copy()
+        state["_tokens"] = [None] * len(self._shards)
+        state["_offsets"] = [None] * len(self._shards)
+        state.pop("lengths", None)
+        state.pop("obs", None)
+        return state
 
     # --- size and access ----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -92,8 +112,9 @@ class TokenStore:
     def _shard(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         if self._tokens[k] is None:
             d = self.path / SHARDS_DIR / self._shards[k]["name"]
-            self._tokens[k] = np.load(d / "tokens.npy", mmap_mode="r")
-            self._offsets[k] = np.load(d / "offsets.npy", mmap_mode="r")
+            tokens = _load_array(d / "tokens.npy", self.dtype)
+            self._offsets[k] = _load_array(d / "offsets.npy", np.dtype(np.int64))
+            self._tokens[k] = tokens
         return self._tokens[k], self._offsets[k]
 
     def _locate(self, i: int) -> tuple[int, int]:
@@ -207,6 +228,22 @@ class TokenStore:
             f"TokenStore({str(self.path)!r}: {len(self):,} cells, {self.n_tokens:,} tokens in "
             f"{self.n_shards} shards, vocabulary {self.vocab.hash}{state})"
         )
+
+
+def _load_array(file: Path, dtype: np.dtype) -> np.ndarray:
+    """Memory-map one array of a shard (never unpickled), checking its type."""
+    try:
+        arr = np.load(file, mmap_mode="r", allow_pickle=False)
+    except ValueError as e:  # e.g. an object array: it would need unpickling
+        raise ValueError(
+            f"{str(file)!r} is not a plain {dtype} array ({e}); the store is damaged"
+        ) from None
+    if arr.dtype != dtype or arr.ndim != 1:
+        raise ValueError(
+            f"{str(file)!r} holds a {arr.dtype} array of shape {arr.shape}, expected 1-D {dtype}; "
+            "the store is damaged"
+        )
+    return arr
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from .. import logging as logg
 from ._token_store import (
+    MANIFEST,
     SHARDS_DIR,
     STORE_FORMAT,
     STORE_VERSION,
@@ -31,7 +32,7 @@ from ._tokenize import (
     prepare,
     token_dtype,
 )
-from ._vocab import GeneVocab
+from ._vocab import GENE_MEDIANS_FILE, TOKEN_DICTIONARY_FILE, GeneVocab
 
 DEFAULT_CORPUS_CHUNK_SIZE = 10_000
 
@@ -59,7 +60,8 @@ def tokenize_corpus(
     ``obs.csv``. A shard is written under a temporary name and renamed when complete, then
     recorded in ``manifest.json`` (replaced atomically), so a crash never leaves a partial shard
     visible; re-running the same call skips the recorded shards and the result holds every cell
-    exactly once. Read it with :class:`maxtoki.pp.TokenStore`.
+    exactly once (also after a crash before the first shard, while the store was being set up).
+    Read it with :class:`maxtoki.pp.TokenStore`.
 
     Parameters
     ----------
@@ -134,7 +136,7 @@ def tokenize_corpus(
     }
     manifest = read_manifest(out) if out.exists() else None
     if manifest is None:
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and any(out.iterdir()) and not _interrupted_start(out, vocab):
             raise ValueError(f"{str(out)!r} exists and is not a token store; use a new out_dir")
         out.mkdir(parents=True, exist_ok=True)
         vocab.save(out / VOCAB_DIR)
@@ -169,6 +171,31 @@ def tokenize_corpus(
     store = TokenStore(out)
     logg.info(f"    finished: {n_written} new shard(s); {store!r}", time=start)
     return store
+
+
+def _interrupted_start(out: Path, vocab: GeneVocab) -> bool:
+    """Whether ``out`` (no manifest) holds only what a first run stopped before its manifest writes.
+
+    That is the vocabulary folder (complete with this vocabulary, or partly written) and
+    temporary files; such a folder is started afresh, anything else is refused.
+    """
+    vocab_files = {TOKEN_DICTIONARY_FILE, GENE_MEDIANS_FILE}
+    for entry in out.iterdir():
+        if entry.name.startswith(".tmp-") or entry.name == f".{MANIFEST}.tmp":
+            continue
+        if entry.name != VOCAB_DIR or not entry.is_dir():
+            return False
+        names = {p.name for p in entry.iterdir()}
+        if not names <= vocab_files | {f".{n}.tmp" for n in vocab_files}:
+            return False
+        if vocab_files <= names:
+            try:
+                same = GeneVocab.load(entry).hash == vocab.hash
+            except (OSError, ValueError, TypeError, KeyError):
+                same = True  # a half-written file of our own
+            if not same:
+                return False
+    return True
 
 
 def _shard_name(file_index: int, start: int) -> str:

@@ -6,14 +6,17 @@ optimizer, scheduler, RNG states and data position. ``trainer_state.pt`` contain
 plain Python values and is read with ``torch.load(..., weights_only=True)``.
 
 Writing goes to a hidden temporary folder that is flushed to disk and then renamed into place;
-the ``latest`` file is replaced last. A crash at any point leaves the previous checkpoint and the
-``latest`` pointer intact, and a half-written folder is never picked up.
+the ``latest`` file is replaced last. Old checkpoints are renamed to a hidden name before they are
+deleted. A crash at any point leaves the previous checkpoint and the ``latest`` pointer intact, a
+half-written or half-deleted folder is never picked up, and the hidden leftovers of a crash are
+removed by the next successful save.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -149,7 +152,7 @@ def save_checkpoint(
         out.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=out, prefix=f".tmp_{name}_"))
     except OSError as e:
-        raise OSError(f"cannot write checkpoint {name} into {out}: {e}") from e
+        raise _same_kind(e, f"cannot write checkpoint {name} into {out}: {e}") from e
     try:
         write_model(tmp)
         torch.save(trainer_state, tmp / STATE_FILE)
@@ -174,20 +177,43 @@ def save_checkpoint(
                 if prev
                 else "no earlier checkpoint exists"
             )
-            raise OSError(f"writing checkpoint {name} into {out} failed ({e}); {kept}") from e
+            raise _same_kind(e, f"writing checkpoint {name} into {out} failed ({e}); {kept}") from e
         raise
     if keep_last is not None:
         _prune(out, keep=keep_last, protect=final)
     return final
 
 
+def _same_kind(error: OSError, message: str) -> OSError:
+    """``message`` as an error of the class and errno of ``error`` (e.g. ``PermissionError``)."""
+    try:
+        new = type(error)(message)
+    except Exception:  # an OSError subclass with another constructor
+        new = OSError(message)
+    new.errno = error.errno
+    return new
+
+
 def _prune(out: Path, *, keep: int, protect: Path) -> None:
     done = sorted(list_checkpoints(out), key=lambda p: _step_of(p))
     for path in done[: max(len(done) - keep, 0)]:
         if path != protect:
-            shutil.rmtree(path, ignore_errors=True)
-    for stale in out.glob(".tmp_step_*"):  # left behind by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
+            # hide it first (atomic): a crash half-way through the deletion must not leave a
+            # folder that still looks complete but lacks its weights
+            hidden = out / f".del_{path.name}_{os.getpid()}"
+            try:
+                os.replace(path, hidden)
+            except OSError:
+                (path / COMPLETE_FILE).unlink(missing_ok=True)
+                hidden = path
+            shutil.rmtree(hidden, ignore_errors=True)
+    # left behind by a killed run: temporary, swapped-out and half-deleted folders, pointers
+    for pattern in (".tmp_step_*", ".old_step_*", ".del_step_*", f".{LATEST}.*.tmp"):
+        for stale in out.glob(pattern):
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 # --- reading --------------------------------------------------------------------------------------
@@ -252,5 +278,19 @@ def resolve_resume(
 
 
 def load_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
-    """Read ``trainer_state.pt`` of a checkpoint (``weights_only=True``: no code is unpickled)."""
-    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=True)
+    """Read ``trainer_state.pt`` of a checkpoint (``weights_only=True``: no code is unpickled).
+
+    Raises
+    ------
+    ValueError
+        The file is not a trainer state of tensors and plain values (a damaged file, or a pickle
+        that would run code: it is refused, never executed).
+    """
+    file = Path(path) / STATE_FILE
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise ValueError(
+            f"{file} is not a maxtoki trainer state: it is damaged or holds objects other than "
+            f"tensors and plain values, which are never unpickled ({type(e).__name__})"
+        ) from None
