@@ -30,7 +30,52 @@ def resolve_modality(data: Any, mod: str = "rna") -> tuple[AnnData, Any]:
                 "the modality with raw RNA counts"
             )
         return mods[mod], data
-    raise TypeError(f"expected an AnnData or MuData, got {type(data).__name__}")
+    raise TypeError(
+        f"expected an AnnData or MuData, got {type(data).__name__}; wrap a cells × genes matrix "
+        "or DataFrame with `anndata.AnnData(...)`, or read a file with `anndata.read_h5ad`"
+    )
+
+
+def require_cells(adata: AnnData, what: str = "the AnnData") -> None:
+    """Raise a ``ValueError`` when ``adata`` has no cells (usually a filter that matched none)."""
+    if adata.n_obs == 0:
+        raise ValueError(
+            f"{what} has no cells; pass one with at least one cell (check the subset or filter "
+            "that made it)"
+        )
+
+
+def positive_int(name: str, value: Any, *, optional: bool = False) -> int | None:
+    """``value`` as an ``int`` after checking that it is a positive integer.
+
+    With ``optional``, ``None`` is passed through. Anything else (a bool, a float, a string,
+    zero or a negative number) is a :class:`ValueError` naming the parameter.
+    """
+    if optional and value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        allowed = "a positive integer or None" if optional else "a positive integer"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    return int(value)
+
+
+def is_number(value: Any) -> bool:
+    """Whether ``value`` is a real number (an int or a float, not a bool or a string)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def check_vocab(vocab: Any) -> None:
+    """Raise a ``TypeError`` unless ``vocab`` is a :class:`~maxtoki.pp.GeneVocab`."""
+    from .pp import GeneVocab
+
+    if not isinstance(vocab, GeneVocab):
+        raise TypeError(
+            "vocab must be a maxtoki.pp.GeneVocab (the model's vocabulary), "
+            f"got {type(vocab).__name__}; load one with `GeneVocab.load(dir)` or "
+            "`GeneVocab.from_files(...)`"
+        )
 
 
 def mirror_obs(mdata: Any, mod: str, keys: Iterable[str]) -> None:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +26,9 @@ class MaxTokiSettings:
         Default number of prompts per forward pass in :mod:`maxtoki.tl`.
     figdir
         Folder where :mod:`maxtoki.pl` writes figures when asked to.
+    progress
+        Show progress bars (at info verbosity and above). ``False`` keeps the log lines but drops
+        the bars, e.g. in notebooks whose outputs are saved.
     """
 
     _verbosity: int = 2
@@ -31,6 +36,7 @@ class MaxTokiSettings:
     device: str = "auto"
     batch_size: int = 32
     figdir: Path = field(default_factory=lambda: Path("figures"))
+    progress: bool = True
 
     @property
     def verbosity(self) -> int:
@@ -49,6 +55,11 @@ class MaxTokiSettings:
         self._verbosity = value
 
     @property
+    def show_progress(self) -> bool:
+        """Whether progress bars are shown (:attr:`progress` and info verbosity or above)."""
+        return bool(self.progress) and self.verbosity >= 2
+
+    @property
     def n_threads(self) -> int:
         """The number of threads that ``n_jobs`` stands for."""
         return os.cpu_count() or 1 if self.n_jobs < 1 else self.n_jobs
@@ -62,10 +73,27 @@ class MaxTokiSettings:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    @contextlib.contextmanager
+    def override(self, **values) -> Iterator[MaxTokiSettings]:
+        """Set some settings inside a ``with`` block, e.g. ``settings.override(verbosity=1)``."""
+        names = {f.name.lstrip("_") for f in fields(self)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown settings {unknown}; see `help(mt.settings)`")
+        before = {name: getattr(self, name) for name in values}
+        try:
+            for name, value in values.items():
+                setattr(self, name, value)
+            yield self
+        finally:
+            for name, value in before.items():
+                setattr(self, name, value)
+
     def __repr__(self) -> str:
         return (
             f"MaxTokiSettings(verbosity={self.verbosity}, n_jobs={self.n_jobs}, "
-            f"device={self.device!r}, batch_size={self.batch_size}, figdir={str(self.figdir)!r})"
+            f"device={self.device!r}, batch_size={self.batch_size}, figdir={str(self.figdir)!r}, "
+            f"progress={self.progress})"
         )
 
 

@@ -18,3 +18,13 @@ def reference_dir() -> Path:
     if not REFERENCE.is_dir():
         pytest.skip(f"official reference data not found at {REFERENCE}")
     return REFERENCE
+
+
+@pytest.fixture(autouse=True)
+def _restore_settings():
+    """Give every test the settings it started with back (some tests quiet the logs)."""
+    import maxtoki as mt
+
+    names = ("verbosity", "n_jobs", "device", "batch_size", "figdir", "progress")
+    with mt.settings.override(**{name: getattr(mt.settings, name) for name in names}):
+        yield

@@ -56,7 +56,9 @@ def test_reference_217m_config_reads_and_counts():
 
 
 def test_json_round_trip(tmp_path):
-    config = MaxTokiConfig.preset("tiny", rope_scaling=LLAMA3, max_position_embeddings=16_384)
+    config = MaxTokiConfig.preset(
+        "tiny", rope_scaling=LLAMA3, max_position_embeddings=16_384, max_genes_per_cell=256
+    )
     assert MaxTokiConfig.from_dict(config.to_dict()) == config
     config.save(tmp_path / "config.json")
     assert MaxTokiConfig.load(tmp_path) == config
@@ -64,6 +66,7 @@ def test_json_round_trip(tmp_path):
     written = json.loads((tmp_path / "config.json").read_text())
     assert written["architectures"] == ["LlamaForCausalLM"] and written["model_type"] == "llama"
     assert written["time_token_start_id"] == 20_275 and written["rope_scaling"]["factor"] == 8.0
+    assert written["max_genes_per_cell"] == 256
     assert not list(tmp_path.glob(".*tmp"))
 
 
@@ -109,6 +112,7 @@ def test_refuses_unsupported_hf_values(key, value, match):
         ({"time_token_start_id": 22_000}, "do not fit"),
         ({"label_scale": -1.0}, "label_scale"),
         ({"boq_token_id": 20_300}, "boq_token_id"),
+        ({"max_genes_per_cell": 0}, "max_genes_per_cell"),
     ],
 )
 def test_validation_names_the_field(overrides, match):

@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,6 +39,15 @@ def test_settings_validate():
     finally:
         mt.settings.verbosity = old
     assert mt.settings.resolve_device("cpu") == "cpu"
+    assert mt.settings.show_progress == (old >= 2)
+    with mt.settings.override(verbosity="warning", batch_size=3, progress=False) as s:
+        assert s.verbosity == 1 and mt.settings.batch_size == 3 and not s.show_progress
+    assert mt.settings.verbosity == old and mt.settings.batch_size == 32 and mt.settings.progress
+    with pytest.raises(ValueError, match="verbosity"), mt.settings.override(verbosity=9):
+        pass
+    assert mt.settings.verbosity == old
+    with pytest.raises(ValueError, match="unknown settings"), mt.settings.override(color=1):
+        pass
     assert mt.settings.resolve_device("auto") in {"cpu", "cuda"}
     assert mt.settings.n_threads >= 1
 
@@ -62,3 +72,12 @@ def test_cli_help():
         [sys.executable, "-m", "maxtoki._cli", "--help"], capture_output=True, text=True, check=True
     )
     assert "demo" in out.stdout and "train" in out.stdout
+
+
+def test_readme_benchmark_table_is_the_latest_results():
+    root = Path(__file__).resolve().parents[1]
+    results = (root / "benchmarks" / "results" / "latest.md").read_text().strip()
+    readme = (root / "README.md").read_text()
+    header, table = results.split("\n\n", 1)
+    assert header.startswith("Machine: ") and header in readme
+    assert table in readme, "re-copy benchmarks/results/latest.md into the README"

@@ -35,6 +35,20 @@ def test_embed_neighbors_and_roundtrip(trained, tmp_path):
     np.testing.assert_allclose(back.obsm["X_maxtoki"], emb)
 
 
+def test_reloaded_model_keeps_its_genes_per_cell(trained, tmp_path):
+    adata, vocab, model = trained
+    assert model.config.max_genes_per_cell == MAX_GENES  # recorded by mt.tl.train
+    model.save_pretrained(tmp_path)
+    reloaded = mt.models.MaxToki.from_pretrained(tmp_path, device="cpu")
+    assert reloaded.config.max_genes_per_cell == MAX_GENES
+    q = subset(adata, 30, seed=2)
+    implicit = mt.tl.embed(q, reloaded, vocab=vocab, copy=True).obsm["X_maxtoki"]
+    explicit = mt.tl.embed(q, model, vocab=vocab, max_genes=MAX_GENES, copy=True)
+    np.testing.assert_allclose(implicit, explicit.obsm["X_maxtoki"], rtol=1e-5, atol=1e-6)
+    allgenes = mt.tl.embed(q, model, vocab=vocab, max_genes=10**6, copy=True).obsm["X_maxtoki"]
+    assert not np.allclose(implicit, allgenes)
+
+
 def test_modes_layers_copy_and_mudata(trained):
     adata, vocab, model = trained
     q = subset(adata, 40, seed=1)

@@ -220,6 +220,18 @@ def test_resume_true_without_checkpoint_starts_fresh(tmp_path):
     assert ck.load_trainer_state(tmp_path / "run" / "step_000003")["config"]["steps"] == 3
 
 
+def test_elapsed_time_continues_after_resume(tmp_path):
+    run = str(tmp_path / "run")
+    _, first = _tiny_trainer(tmp_path, out_dir=run, log_interval=1)
+    before = first.fit()["elapsed_s"].max()
+    saved = ck.load_trainer_state(tmp_path / "run" / "step_000003")["elapsed_s"]
+    assert saved >= before > 0
+    model, second = _tiny_trainer(tmp_path, out_dir=run, log_interval=1, resume=True)
+    second = Trainer(model, data.dataset(16), None, second.config.replace(steps=5))
+    after = second.fit()
+    assert after["step"].min() == 4 and after["elapsed_s"].min() > saved  # no restart at 0
+
+
 def test_workers_and_activation_checkpointing_change_nothing(tmp_path):
     model, trainer = _tiny_trainer(tmp_path)
     trainer.fit()

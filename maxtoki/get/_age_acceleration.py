@@ -43,6 +43,11 @@ def uns_table(
             f"uns has no {key!r} table: run `{tool}` first (or pass its `key_added` as `key`)"
         )
     table = entry[field]
+    if not hasattr(table, "get"):
+        raise ValueError(
+            f"uns[{key!r}][{field!r}] is damaged (a {type(table).__name__}, not a table of "
+            f"columns); re-run `{tool}`"
+        )
     columns = [str(c) for c in table.get("_columns", [c for c in table if c != "_columns"])]
     return pd.DataFrame({c: _values(table[c]) for c in columns})
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
-from .._anndata import resolve_modality
+from .._anndata import check_vocab, resolve_modality
 
 if TYPE_CHECKING:
     from ..pp._vocab import GeneVocab
@@ -59,6 +59,8 @@ def tokens(
         raise ValueError(f"output must be 'list', 'wide' or 'long', got {output!r}")
     if max_genes is not None and (not isinstance(max_genes, (int, np.integer)) or max_genes < 1):
         raise ValueError(f"max_genes must be a positive integer or None, got {max_genes!r}")
+    if vocab is not None:
+        check_vocab(vocab)
     ad, _ = resolve_modality(adata, mod)
     if key not in ad.obsm:
         raise ValueError(f"obsm[{key!r}] not found; run `mt.pp.tokenize` first")
@@ -112,7 +114,8 @@ def _decode_table(ad, key, info, vocab, gene_symbols) -> tuple[np.ndarray, np.nd
     if gene_symbols is not None:
         if gene_symbols not in ad.var.columns:
             raise ValueError(
-                f"var has no column {gene_symbols!r} (columns: {list(ad.var.columns)})"
+                f"var has no column {gene_symbols!r} (columns: {list(ad.var.columns)}); pass a "
+                "var column of gene names as `gene_symbols`, or None for gene IDs"
             )
         symbols = ad.var[gene_symbols].astype(str).to_numpy()
     tid_key = _slot(info, "token_id", key)

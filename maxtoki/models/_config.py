@@ -114,6 +114,9 @@ class MaxTokiConfig:
     attn_backend
         ``"auto"`` (flash-attn on CUDA in fp16/bf16 when installed, else SDPA), ``"flash"``,
         ``"sdpa"`` or ``"eager"``.
+    max_genes_per_cell
+        Genes per cell the model was trained with (set by the trainers; saved in ``config.json``):
+        the ``mt.tl`` tools cut cells to this many top-ranked genes. ``None``: not recorded.
     """
 
     vocab_size: int = 20_275
@@ -140,6 +143,7 @@ class MaxTokiConfig:
     label_scale: float = 200.0
     non_time_penalty: float = 10.0
     attn_backend: AttnBackend = "auto"
+    max_genes_per_cell: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_key_value_heads is None:
@@ -156,6 +160,8 @@ class MaxTokiConfig:
         ):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("time_min_months", self.time_min_months)
+        if self.max_genes_per_cell is not None:
+            _check_int("max_genes_per_cell", self.max_genes_per_cell, minimum=1)
         if self.head_dim is not None:
             _check_int("head_dim", self.head_dim, minimum=2)
         elif self.hidden_size % self.num_attention_heads:
@@ -270,6 +276,12 @@ class MaxTokiConfig:
         if name not in _PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(_PRESETS)}.")
         values = dict(_PRESETS[name])
+        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise TypeError(
+                f"unknown MaxTokiConfig fields {unknown}; valid fields: "
+                f"{[f.name for f in dataclasses.fields(cls)]}"
+            )
         if temporal:
             values.update(_TEMPORAL)
         elif temporal is False:
@@ -300,6 +312,8 @@ class MaxTokiConfig:
                     )
         rope_parameters = values.pop("rope_parameters", None)
         if rope_parameters is not None:  # transformers >= 5 layout
+            if not isinstance(rope_parameters, dict):
+                raise TypeError(f"rope_parameters must be a dict, got {rope_parameters!r}.")
             rope_parameters = dict(rope_parameters)
             if "rope_theta" in rope_parameters:
                 values["rope_theta"] = rope_parameters.pop("rope_theta")

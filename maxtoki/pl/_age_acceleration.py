@@ -15,6 +15,7 @@ from ._utils import (
     new_axes,
     palette,
     require_columns,
+    unit_scale,
     uns_params,
 )
 
@@ -88,6 +89,7 @@ def age_acceleration(
     adata, _ = resolve_modality(adata, mod)
     if kind not in ("violin", "box"):
         raise ValueError(f"kind must be 'violin' or 'box', got {kind!r}")
+    scale = unit_scale(unit)
     fix = "run `mt.tl.age_acceleration` first (or pass its `key_added` as `key`)"
     require_columns(adata.obs, [key], "adata.obs", fix)
     table = get_table(adata, key=key, mod=mod)
@@ -115,7 +117,6 @@ def age_acceleration(
             "to draw one of them into `ax`"
         )
 
-    scale = 12.0 if unit == "years" else 1.0
     obs = adata.obs
     labels = obs[groupby].astype(str).to_numpy()
     values = obs[key].to_numpy(dtype=float) / scale
@@ -127,7 +128,10 @@ def age_acceleration(
         order = [str(g) for g in order]
         missing = sorted(set(order) - set(labels))
         if missing:
-            raise ValueError(f"order names groups {missing} that are not in obs[{groupby!r}]")
+            raise ValueError(
+                f"order names groups {missing} that are not in obs[{groupby!r}]; pass values "
+                f"of that column ({sorted(set(labels))[:8]})"
+            )
     colors = palette([g for g in order if g != reference])
     if reference in order:
         colors[reference] = "#b0b0b0"
@@ -190,7 +194,10 @@ def _panel(
 
     present = [g for g in order if (keep & (labels == g)).any()]
     if not present:
-        raise ValueError(f"no cell of the groups {list(order)} has a finite age acceleration")
+        raise ValueError(
+            f"no cell of the groups {list(order)} has a finite age acceleration; run "
+            "`mt.tl.predict_time` and `mt.tl.age_acceleration` on these cells, or pass `order=`"
+        )
     x, y = labels[keep], values[keep]
     common = {"x": x, "y": y, "order": present, "hue": x, "hue_order": present, "ax": ax}
     pal = {g: colors[g] for g in present}

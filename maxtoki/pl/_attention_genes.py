@@ -95,7 +95,10 @@ def attention_genes(
     else:
         names = np.asarray(adata.var_names.astype(str))
     in_set = np.zeros(adata.n_vars, dtype=bool)
-    if gene_set is not None and gene_set in adata.var:
+    if gene_set is not None:
+        require_columns(
+            adata.var, [gene_set], "adata.var", "pass a boolean var column as `gene_set`, or None"
+        )
         in_set = adata.var[gene_set].to_numpy() == True  # noqa: E712 (object columns)
 
     if len(heads) == 1:

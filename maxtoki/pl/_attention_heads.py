@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .._anndata import resolve_modality
+from .._anndata import is_number, resolve_modality
 from ._utils import bh_adjust, finish, new_axes, require_columns, stars, uns_params
 
 if TYPE_CHECKING:
@@ -63,6 +63,8 @@ def attention_heads(
     from ..get._attention import attention_heads as get_heads
 
     adata, _ = resolve_modality(adata, mod)
+    if not is_number(alpha) or not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha!r}")
     heads = get_heads(adata, key=key, mod=mod)
     require_columns(
         heads.columns,

@@ -4,7 +4,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ._utils import finish, new_axes, palette, require_columns
+from ._utils import finish, new_axes, palette, require_columns, unit_scale
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,6 +61,7 @@ def evaluation(
     """
     import pandas as pd
 
+    months_per_unit = unit_scale(unit)
     if not isinstance(table, pd.DataFrame):
         from ..get._evaluate import evaluate as get_table
 
@@ -75,10 +76,13 @@ def evaluation(
         f"pass one of its columns as `metric` ({list(table.columns)})",
     )
     vals = pd.to_numeric(table[metric], errors="coerce")
-    scale = 12.0 if metric.endswith("_months") and unit == "years" else 1.0
+    scale = months_per_unit if metric.endswith("_months") else 1.0
     df = table.assign(_v=vals / scale)[np.isfinite(vals)]
     if df.empty:
-        raise ValueError(f"no row of the table has a value for {metric!r}")
+        raise ValueError(
+            f"no row of the table has a value for {metric!r}; pass another `metric` (e.g. "
+            "'median_abs_error_months')"
+        )
     splits = list(dict.fromkeys(df["split"].astype(str)))
     methods = list(dict.fromkeys(df["method"].astype(str)))
     ablations = [m for m in methods if m.startswith("maxtoki_")]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._anndata import resolve_modality
+from .._anndata import is_number, positive_int, resolve_modality
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -101,6 +101,10 @@ def explore(
     warning.
     """
     adata, _ = resolve_modality(adata, mod)
+    n_top_genes = positive_int("n_top_genes", n_top_genes)
+    positive_int("max_genes", max_genes, optional=True)
+    if not is_number(temperature) or not temperature > 0:
+        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
     state = _State(
         adata,
         model,
@@ -114,10 +118,6 @@ def explore(
         device=device,
         rng=rng,
     )
-    if isinstance(n_top_genes, bool) or not isinstance(n_top_genes, (int, np.integer)):
-        raise ValueError(f"n_top_genes must be a positive integer, got {n_top_genes!r}")
-    if n_top_genes < 1:
-        raise ValueError(f"n_top_genes must be a positive integer, got {n_top_genes!r}")
     try:
         import ipywidgets  # noqa: F401
     except ImportError:
@@ -165,7 +165,6 @@ class _State:
             group_labels,
             numeric_obs,
             token_matrix,
-            train_param,
         )
         from ._utils import require_columns
 
@@ -212,7 +211,7 @@ class _State:
             if t not in self.name_of:
                 self.name_of[t], self.in_set[t] = names[j], bool(in_set[j])
         self.max_genes = (
-            train_param(model, "max_genes_per_cell") if max_genes is None else max_genes
+            model.config.max_genes_per_cell if max_genes is None else max_genes
         )
         self.device = device
         self.gen = np.random.default_rng(rng)
@@ -437,16 +436,14 @@ class _App:
         from .._settings import settings
 
         def run(_button=None):
-            verbosity = settings.verbosity
-            settings.verbosity = min(verbosity, 1)  # no progress bars for one prompt
-            try:
-                fn()
-            except Exception as e:  # shown in the app: callbacks have no traceback in Jupyter
-                self.output.value = (
-                    f"<span style='color:#b00020'><b>Error:</b> {html.escape(str(e))}</span>"
-                )
-            finally:
-                settings.verbosity = verbosity
+            # no progress bars for one prompt
+            with settings.override(verbosity=min(settings.verbosity, 1)):
+                try:
+                    fn()
+                except Exception as e:  # shown in the app: callbacks have no traceback in Jupyter
+                    self.output.value = (
+                        f"<span style='color:#b00020'><b>Error:</b> {html.escape(str(e))}</span>"
+                    )
 
         return run
 

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .. import logging as logg
-from .._anndata import resolve_modality
+from .._anndata import positive_int, resolve_modality
 from ._utils import ORIGIN_COLORS, categories, finish, new_axes, palette, require_columns
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ def generated_vs_real(
         raise ValueError(
             f"representation must be 'top_genes' or 'expression', got {representation!r}"
         )
+    n_real = positive_int("n_real", n_real, optional=True)
+    n_comps = positive_int("n_comps", n_comps)
     if generated.n_obs == 0 or real.n_obs == 0:
         raise ValueError("both `real` and `generated` need cells")
     if color != "origin":
@@ -109,7 +111,7 @@ def generated_vs_real(
     gen = np.random.default_rng(rng)
     rows = np.arange(real.n_obs)
     if n_real is not None and real.n_obs > n_real:
-        rows = np.sort(gen.choice(real.n_obs, int(n_real), replace=False))
+        rows = np.sort(gen.choice(real.n_obs, n_real, replace=False))
 
     x_real = _log_normalised(real.X[rows])
     if representation == "top_genes":

@@ -13,6 +13,7 @@ from ._utils import (
     new_axes,
     palette,
     require_columns,
+    unit_scale,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def predicted_age(
             )
     if groupby is not None and ax is not None:
         raise ValueError("`groupby` draws one panel per group in a new figure; do not pass `ax`")
-    scale = 12.0 if unit == "years" else 1.0
+    scale = unit_scale(unit)
     true = adata.obs[age_key].to_numpy(dtype=float) / scale
     pred = adata.obs[predicted_key].to_numpy(dtype=float) / scale
     ok = np.isfinite(true) & np.isfinite(pred)

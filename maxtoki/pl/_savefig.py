@@ -47,6 +47,8 @@ def savefig(
     from .._settings import settings
 
     fig = figure_of(fig_or_ax)
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"name must be a file name or path, got {type(name).__name__}")
     path = Path(name)
     if not path.suffix:
         path = path.with_suffix(".png")

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ._utils import finish
+from .._anndata import positive_int
+from ._utils import finish, unit_scale
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,7 +61,13 @@ def training_curves(
     """
     import matplotlib.pyplot as plt
 
+    if x not in ("step", "elapsed_s"):
+        raise ValueError(f"x must be 'step' or 'elapsed_s', got {x!r}")
+    smooth = positive_int("smooth", smooth, optional=True)
+    scale = unit_scale(unit)
     df = _read_history(history)
+    if df.empty:
+        raise ValueError("the history has no rows; train for at least one logged step")
     if "kind" not in df or x not in df:
         raise ValueError(
             f"the history needs 'kind' and {x!r} columns (rows of `mt.tl.train` or "
@@ -106,7 +113,6 @@ def training_curves(
         "loss" + (f" (train: rolling mean of {smooth})" if smooth > 1 else ""), fontsize="medium"
     )
 
-    scale = 12.0 if unit == "years" else 1.0
     errs = [c for c in _ERRORS if c in evals and np.isfinite(evals[c].to_numpy(float)).any()]
     for c, style in zip(errs, ("-", "--"), strict=False):
         label = "mean |error|" if c == "mae_months" else "median |error|"

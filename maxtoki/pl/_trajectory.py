@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import logging as logg
 from .._anndata import resolve_modality
-from ._utils import ORIGIN_COLORS, finish, new_axes, require_columns
+from ._utils import ORIGIN_COLORS, finish, new_axes, require_columns, unit_scale
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -75,7 +75,13 @@ def trajectory(
     from matplotlib.lines import Line2D
 
     adata, _ = resolve_modality(adata, mod)
+    scale = unit_scale(unit)
     require_columns(adata.obs, [time_key], "adata.obs", "pass `time_key=` naming ages in months")
+    if not adata.obs_names.is_unique:
+        raise ValueError(
+            "obs_names are not unique, so the prompts' cell names are ambiguous; run "
+            "`adata.obs_names_make_unique()` and rebuild the prompts"
+        )
     if not hasattr(prompts, "columns"):
         raise TypeError(
             f"prompts must be the DataFrame of `mt.pp.trajectories`, got {type(prompts).__name__}"
@@ -104,7 +110,6 @@ def trajectory(
         else:
             raise ValueError(f"row {r!r} is neither a position nor an index label of `prompts`")
 
-    scale = 12.0 if unit == "years" else 1.0
     times = adata.obs[time_key]
     show_pred = predicted_key is not None and predicted_key in adata.obs
     ax = new_axes(ax, figsize=(7.5, 1.2 + 1.1 * len(picked)))

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._anndata import positive_int
+
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.axes import Axes
@@ -26,6 +28,13 @@ def new_axes(ax: Axes | None, figsize: tuple[float, float] = (4.5, 4.0)) -> Axes
     return ax
 
 
+def unit_scale(unit: str) -> float:
+    """Months per axis unit: 12 for ``'years'``, 1 for ``'months'``; a ``ValueError`` otherwise."""
+    if unit not in ("years", "months"):
+        raise ValueError(f"unit must be 'years' or 'months', got {unit!r}")
+    return 12.0 if unit == "years" else 1.0
+
+
 def facet_axes(
     n: int,
     *,
@@ -37,7 +46,7 @@ def facet_axes(
     """A new figure of ``n`` panels on a grid of at most ``ncols`` columns."""
     import matplotlib.pyplot as plt
 
-    ncols = max(1, min(int(ncols), n))
+    ncols = min(positive_int("ncols", ncols), max(n, 1))
     nrows = -(-n // ncols)
     fig, axs = plt.subplots(
         nrows,

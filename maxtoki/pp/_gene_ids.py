@@ -65,6 +65,8 @@ def map_gene_ids(
     ``var[key_added]``
         Ensembl ID of each gene (version suffixes removed), or its original name when unmapped.
     """
+    if not isinstance(key_added, str) or not key_added:
+        raise ValueError(f"key_added must be a non-empty var column name, got {key_added!r}")
     start = logg.info("mapping gene names to Ensembl IDs")
     table = _mapping_to_dict(mapping)
     target, _ = resolve_modality(adata, mod)
@@ -131,7 +133,9 @@ def _mapping_to_dict(mapping: Any) -> dict[str, str]:
             continue
         out.setdefault(str(k), str(v))
     if not out:
-        raise ValueError("the mapping is empty")
+        raise ValueError(
+            "the mapping is empty (or holds only missing values); pass gene name → Ensembl ID pairs"
+        )
     return out
 
 

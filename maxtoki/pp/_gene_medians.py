@@ -97,7 +97,7 @@ def gene_medians(
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     items = list(data) if isinstance(data, (list, tuple)) else [data]
     if not items:
-        raise ValueError("no data given")
+        raise ValueError("no data given; pass an AnnData, an .h5ad path, or a list of them")
     start = logg.info(f"computing gene medians ({method}) over {len(items)} source(s)")
 
     # validate every source and build the union of gene IDs before reading any counts
@@ -111,6 +111,11 @@ def gene_medians(
     ids = np.array(list(gene_index), dtype=object)
     n_cells = sum(s.n_obs for s in sources)
     logg.info(f"    {n_cells:,} cells, {n_genes:,} distinct gene IDs")
+    if n_cells == 0 or n_genes == 0:
+        raise ValueError(
+            f"the data have {n_cells:,} cells and {n_genes:,} genes; gene medians need cells with "
+            "raw counts of genes (check the subset or filter that made the data)"
+        )
 
     opts = _Opts(mod, layer, n_counts_key, int(chunk_size), n_genes)
     with _numba_threads():
@@ -119,6 +124,11 @@ def gene_medians(
         else:
             medians = _histogram(items, sources, opts, int(n_bins))
     seen = np.isfinite(medians)
+    if not seen.any():
+        raise ValueError(
+            "no gene has a non-zero count in any cell; gene medians need raw counts (check "
+            "`layer=`)"
+        )
     if not seen.all():
         logg.info(f"    {int((~seen).sum()):,} genes were never detected and are left out")
     out = pd.Series(medians[seen], index=pd.Index(ids[seen].astype(str), name="ensembl_id"),
@@ -146,7 +156,10 @@ class _open:
             import anndata as ad
 
             if not os.path.isfile(self.item):
-                raise ValueError(f"file {str(self.item)!r} does not exist")
+                raise ValueError(
+                    f"file {str(self.item)!r} does not exist; pass an AnnData, the path of an "
+                    "existing .h5ad file, or a list of them"
+                )
             self.opened = ad.read_h5ad(self.item, backed="r")
             return self.opened
         adata, _ = resolve_modality(self.item, self.mod)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import logging as logg
-from .._anndata import h5ad_safe, mirror_obs, resolve_modality
+from .._anndata import check_vocab, h5ad_safe, mirror_obs, resolve_modality
 from .._settings import settings
 from ._gene_ids import GeneIds, column_tokens, resolve_gene_ids
 from ._vocab import GeneVocab
@@ -252,11 +252,7 @@ def plan_slots(key_added: str) -> dict[str, str]:
 
 
 def _validate_params(vocab, max_len, chunk_size, min_overlap, key_added) -> dict[str, Any]:
-    if not isinstance(vocab, GeneVocab):
-        raise TypeError(
-            f"vocab must be a maxtoki.pp.GeneVocab, got {type(vocab).__name__}; load one with "
-            "GeneVocab.from_files(...) or GeneVocab.load(dir)"
-        )
+    check_vocab(vocab)
     if not is_int(max_len) or max_len < 3:
         raise ValueError(
             f"max_len must be an integer ≥ 3 (<bos>, one gene, <eos>), got {max_len!r}"
@@ -297,6 +293,10 @@ class Plan:
 def prepare(adata: AnnData, vocab: GeneVocab, *, max_len: int, layer: str | None,
             gene_id_key: str | None) -> Plan:
     """Validate the matrix and gene IDs and map columns to tokens (reads no counts)."""
+    if adata.n_vars == 0:
+        raise ValueError(
+            "the AnnData has no genes; tokenize needs the raw counts of (ideally all) genes"
+        )
     matrix, what = get_matrix(adata, layer)
     gene_ids = resolve_gene_ids(adata, gene_id_key)
     col_token = column_tokens(gene_ids.ids, vocab)
@@ -424,7 +424,10 @@ def read_rows(matrix: Any, s: int, e: int) -> Chunk:
             block = sp.csr_matrix(block)
             canonical = bool(block.has_canonical_format)
         else:
-            block = sp.csr_matrix(np.asarray(block))
+            block = np.asarray(block)
+            if block.dtype == np.float16:  # SciPy has no float16 sparse matrices
+                block = block.astype(np.float32)
+            block = sp.csr_matrix(block)
             canonical = True
         indptr, indices, data = block.indptr.astype(np.int64), block.indices, block.data
     return Chunk(indptr, indices.astype(np.int32, copy=False), narrow_data(data), canonical)
@@ -438,7 +441,8 @@ def narrow_data(data: np.ndarray) -> np.ndarray:
     """
     if data.dtype == np.float32:
         return data
-    narrow = data.astype(np.float32)
+    with np.errstate(over="ignore"):  # values beyond float32 stay float64
+        narrow = data.astype(np.float32)
     if data.dtype == np.float16 or np.array_equal(narrow, data):
         return narrow
     return data.astype(np.float64, copy=False)
@@ -472,13 +476,23 @@ def iter_chunks(matrix: Any, n_obs: int, chunk_size: int, what: str = "X",
             yield s, e, chunk
 
 
-def check_stats(stats: np.ndarray, *, what: str, row0: int, n: int, warned: list[bool]) -> None:
-    """Raise on negative, NaN/infinite or log-normalised values found by a kernel's pass."""
+def check_stats(stats: np.ndarray, *, what: str, row0: int, n: int, warned: list[bool],
+                totals: np.ndarray | None = None) -> None:
+    """Raise on negative, NaN/infinite or log-normalised values found by a kernel's pass.
+
+    ``totals`` (per-cell sums) must be finite: values near the float64 limit overflow them.
+    """
     n_neg, n_bad, n_frac = stats[:, 0].sum(), stats[:, 1].sum(), stats[:, 2].sum()
     vmax = stats[:, 3].max() if len(stats) else 0.0
     where = f"{what} (cells {row0:,}–{row0 + n - 1:,})"
     if n_bad:
         raise ValueError(f"{where} has {int(n_bad):,} NaN or infinite values; pass raw counts")
+    if totals is not None and not np.isfinite(totals).all():
+        r = row0 + int(np.flatnonzero(~np.isfinite(totals))[0])
+        raise ValueError(
+            f"{where}: the counts of cell {r:,} sum to infinity (values near the float64 limit); "
+            "these are not raw counts: pass layer= naming the raw counts"
+        )
     if n_neg:
         raise ValueError(
             f"{where} has {int(n_neg):,} negative values; tokenize needs raw counts (not scaled "
@@ -544,7 +558,7 @@ def scan_chunk(chunk: Chunk, col_map: np.ndarray, n_map: int, has_dups: bool, *,
     else:
         scan_csr(chunk.indptr, chunk.indices, chunk.data, col_map, n_map, dups, nb, totals,
                  in_vocab, n_unique, stats)
-    check_stats(stats, what=what, row0=row0, n=n, warned=warned)
+    check_stats(stats, what=what, row0=row0, n=n, warned=warned, totals=totals)
     return totals, in_vocab, n_unique, dups
 
 
@@ -573,7 +587,7 @@ def encode_chunk(chunk: Chunk, plan: Plan, n_counts: np.ndarray | None, *, row0:
         _encode_block(*args, 0, n, 0)
     else:
         encode_csr(*args, nb)
-    check_stats(stats, what=plan.what, row0=row0, n=n, warned=warned)
+    check_stats(stats, what=plan.what, row0=row0, n=n, warned=warned, totals=totals)
     nc = totals if n_counts is None else obs_n
     bad = (n_unique > 0) & ~(nc > 0)
     if bad.any():

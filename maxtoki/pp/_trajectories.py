@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import resolve_modality
+from .._anndata import is_number, resolve_modality
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -105,13 +105,22 @@ def trajectories(
     n_obs = adata.n_obs
 
     tasks = _check_tasks(task)
-    if not 0.0 <= float(task_mix) <= 1.0:
+    if not is_number(task_mix) or not 0.0 <= task_mix <= 1.0:
         raise ValueError(
-            f"task_mix is the fraction of TimeBetweenCells prompts in [0, 1], got {task_mix}"
+            f"task_mix is the fraction of TimeBetweenCells prompts in [0, 1], got {task_mix!r}"
         )
     k_min, k_max = _check_n_context(n_context)
-    if n_prompts is not None and (not isinstance(n_prompts, (int, np.integer)) or n_prompts < 0):
-        raise TypeError(f"n_prompts must be a non-negative integer or None, got {n_prompts!r}")
+    if n_prompts is not None:
+        if not isinstance(n_prompts, (int, np.integer)) or isinstance(n_prompts, bool):
+            raise TypeError(f"n_prompts must be a non-negative integer or None, got {n_prompts!r}")
+        if n_prompts < 0:
+            raise ValueError(f"n_prompts must be a non-negative integer or None, got {n_prompts}")
+    if not obs.index.is_unique:
+        raise ValueError(
+            "obs_names are not unique (e.g. "
+            f"{obs.index[obs.index.duplicated()][0]!r}), so the prompts' cell names would be "
+            "ambiguous; run `adata.obs_names_make_unique()` first"
+        )
     lo, hi = (int(v) for v in time_range)
     if hi <= lo:
         raise ValueError(f"time_range must be (min, max) months with max > min, got {time_range}")
@@ -237,9 +246,14 @@ def _check_tasks(task) -> tuple[str, ...]:
 
 
 def _check_n_context(n_context) -> tuple[int, int]:
-    if isinstance(n_context, (int, np.integer)):
+    if isinstance(n_context, (int, np.integer)) and not isinstance(n_context, bool):
         k_min = k_max = int(n_context)
-    elif isinstance(n_context, Sequence) and len(n_context) == 2:
+    elif (
+        isinstance(n_context, Sequence)
+        and not isinstance(n_context, str)
+        and len(n_context) == 2
+        and all(isinstance(v, (int, np.integer)) for v in n_context)
+    ):
         k_min, k_max = (int(v) for v in n_context)
     else:
         raise TypeError(f"n_context must be an int or a (min, max) pair, got {n_context!r}")
@@ -292,7 +306,10 @@ def _holdout_mask(obs: pd.DataFrame, holdout, n_obs: int) -> np.ndarray:
         mask = np.ones(n_obs, dtype=bool)
         for key, values in holdout.items():
             if key not in obs.columns:
-                raise ValueError(f"holdout names obs column {key!r}, which does not exist")
+                raise ValueError(
+                    f"holdout names obs column {key!r}, which does not exist; pass existing obs "
+                    "columns as its keys"
+                )
             vals = [values] if isinstance(values, str) or np.ndim(values) == 0 else list(values)
             mask &= obs[key].isin(vals).to_numpy()
         if not mask.any():

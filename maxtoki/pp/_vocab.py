@@ -50,6 +50,11 @@ class GeneVocab:
             )
         if len(set(self.tokens)) != len(self.tokens):
             raise ValueError("the vocabulary has duplicated tokens; every token needs one id")
+        if not len(self.gene_ids):
+            raise ValueError(
+                "the vocabulary has no genes; pass gene IDs with their medians (e.g. "
+                "`GeneVocab.from_genes(mt.pp.gene_medians(adata))`)"
+            )
         missing = [g for g in self.gene_ids if g not in self.gene_medians]
         if missing:
             raise ValueError(
@@ -62,7 +67,10 @@ class GeneVocab:
             if not np.isfinite(self.gene_medians[g]) or self.gene_medians[g] <= 0
         ]
         if bad:
-            raise ValueError(f"gene medians must be finite and > 0; bad for {bad[:3]}")
+            raise ValueError(
+                f"gene medians must be finite and > 0; bad for {bad[:3]}: recompute them with "
+                "`mt.pp.gene_medians` (genes never detected have no median and must be left out)"
+            )
         times = [i for i, t in enumerate(self.tokens) if _INT_RE.match(t)]
         if times:
             months = np.array([int(self.tokens[i]) for i in times])
@@ -119,6 +127,11 @@ class GeneVocab:
             Inclusive month range of the time tokens, or ``None`` for a gene-only (stage 1)
             vocabulary.
         """
+        if not hasattr(gene_medians, "keys"):
+            raise TypeError(
+                "gene_medians must be a mapping of gene ID → median (a dict or the Series of "
+                f"`mt.pp.gene_medians`), got {type(gene_medians).__name__}"
+            )
         genes = [str(g) for g in dict(gene_medians)]
         vocab = cls((*SPECIAL_TOKENS, *genes), {g: float(gene_medians[g]) for g in genes})
         return vocab if time_range is None else vocab.with_time_tokens(time_range)
@@ -248,19 +261,24 @@ class GeneVocab:
         return h.hexdigest()[:16]
 
     def model_config_fields(self) -> dict[str, int | None]:
-        """The :class:`~maxtoki.models.MaxTokiConfig` fields that this vocabulary determines."""
-        lo = self.time_range[0] if self.has_time_tokens else -1500
-        return {
+        """The :class:`~maxtoki.models.MaxTokiConfig` fields that this vocabulary determines.
+
+        A vocabulary without time tokens sets ``time_token_start_id``, ``boq_token_id`` and
+        ``eoq_token_id`` to ``None`` and leaves ``n_time_tokens`` and ``time_min_months`` out
+        (they mean nothing then; the config keeps its defaults).
+        """
+        fields = {
             "vocab_size": len(self),
             "pad_token_id": self.pad_id,
             "bos_token_id": self.bos_id,
             "eos_token_id": self.eos_id,
             "time_token_start_id": self.time_token_start_id,
-            "n_time_tokens": self.n_time_tokens,
-            "time_min_months": lo,
             "boq_token_id": self.boq_id,
             "eoq_token_id": self.eoq_id,
         }
+        if self.has_time_tokens:
+            fields.update(n_time_tokens=self.n_time_tokens, time_min_months=self.time_range[0])
+        return fields
 
     def __repr__(self) -> str:
         time = f", time tokens {self.time_range}" if self.has_time_tokens else ""

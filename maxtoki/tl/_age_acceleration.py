@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import h5ad_safe
-from ._utils import as_generator, finish, prepare, require_obs, table_to_uns
+from .._anndata import h5ad_safe, is_number, positive_int
+from ._utils import as_generator, finish, numeric_obs, prepare, require_obs, table_to_uns
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -146,11 +146,12 @@ def age_acceleration(
         require_obs(adata, col, fix)
     if adjust not in ("linear", "none"):
         raise ValueError(f"adjust must be 'linear' or 'none', got {adjust!r}")
-    if not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
-        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
-    if not 0 < ci < 1:
+    n_boot = positive_int("n_boot", n_boot)
+    if not is_number(ci) or not 0 < ci < 1:
         raise ValueError(f"ci must lie in (0, 1), got {ci!r}")
-    if age_match is not None and (not np.isfinite(age_match) or age_match < 0):
+    if age_match is not None and (
+        not is_number(age_match) or not np.isfinite(age_match) or age_match < 0
+    ):
         raise ValueError(
             f"age_match must be a non-negative number of months or None, got {age_match!r}"
         )
@@ -160,7 +161,7 @@ def age_acceleration(
     if reference not in present:
         raise ValueError(
             f"reference {reference!r} is not a value of obs[{groupby!r}] "
-            f"(values: {sorted(present)})"
+            f"(values: {sorted(present)}); pass `reference=` naming one of them"
         )
     if groups is None:
         groups = [g for g in _categories(obs[groupby]) if g != reference and g in present]
@@ -168,12 +169,15 @@ def age_acceleration(
         groups = [str(g) for g in ([groups] if isinstance(groups, str) else groups)]
         missing = [g for g in groups if g not in present]
         if missing:
-            raise ValueError(f"groups {missing} are not values of obs[{groupby!r}]")
+            raise ValueError(
+                f"groups {missing} are not values of obs[{groupby!r}]; pass `groups=` from "
+                f"{sorted(present)}"
+            )
     if not groups:
         raise ValueError(f"obs[{groupby!r}] has no group besides the reference {reference!r}")
 
-    age = pd.to_numeric(obs[age_key], errors="coerce").to_numpy(dtype=float)
-    pred = pd.to_numeric(obs[predicted_key], errors="coerce").to_numpy(dtype=float)
+    age = numeric_obs(adata, age_key, "data", fixes[age_key])
+    pred = numeric_obs(adata, predicted_key, "data", fixes[predicted_key])
     acc = pred - age
     donors = obs[donor_key].astype(str).to_numpy()
     strata = (

@@ -16,13 +16,14 @@ from ._utils import (
     check_model,
     cut_cell,
     finish,
+    max_genes_of,
     model_on_device,
     pad_cells,
+    positive_int,
     prepare,
     rng_param,
     table_to_uns,
     token_matrix,
-    train_param,
     vocab_columns,
 )
 
@@ -80,7 +81,7 @@ def attention(
     max_genes
         Top-ranked genes kept per cell: pass the ``max_genes_per_cell`` the model was trained with
         (:func:`maxtoki.tl.train` uses 64). ``None``: the value recorded in
-        ``model.maxtoki_train_params`` if any, else every gene up to the model's context.
+        ``model.config.max_genes_per_cell`` if set, else every gene up to the model's context.
     batch_size
         Cells per forward pass (default ``mt.settings.batch_size``).
     device
@@ -120,14 +121,16 @@ def attention(
     start = logg.info("reading MaxToki attention (eager path)")
     check_model(model, vocab)
     size = batch_size_of(batch_size)
-    if max_genes is None:
-        max_genes = train_param(model, "max_genes_per_cell")
+    max_genes = max_genes_of(model, max_genes)
     in_set = _gene_set(adata, gene_set)
     n_layers, n_heads = int(model.config.num_hidden_layers), int(model.config.num_attention_heads)
     if layers is None:
         layer_idx = list(range(n_layers))
     else:
-        layer_idx = [int(v) for v in ([layers] if np.ndim(layers) == 0 else layers)]
+        layer_idx = list(np.atleast_1d(layers))
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in layer_idx):
+            raise ValueError(f"layers must be layer indices (integers) or None, got {layers!r}")
+        layer_idx = [int(v) for v in layer_idx]
         bad = [v for v in layer_idx if not -n_layers <= v < n_layers]
         if bad:
             raise ValueError(f"layers {bad} are out of range for a model with {n_layers} layers")
@@ -138,11 +141,9 @@ def attention(
     cols = vocab_columns(adata, vocab)
     gen = as_generator(rng)
     rows = np.arange(adata.n_obs)
-    if n_cells is not None:
-        if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
-            raise ValueError(f"n_cells must be a positive integer or None, got {n_cells!r}")
-        if n_cells < adata.n_obs:
-            rows = np.sort(gen.choice(adata.n_obs, int(n_cells), replace=False))
+    n_cells = positive_int("n_cells", n_cells, optional=True)
+    if n_cells is not None and n_cells < adata.n_obs:
+        rows = np.sort(gen.choice(adata.n_obs, n_cells, replace=False))
     cells = [cut_cell(c, max_genes) for c in cell_tokens(tokens[rows])]
     cells = [c for c in cells if len(c) > 2]
     if not cells:

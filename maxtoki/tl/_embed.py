@@ -13,11 +13,11 @@ from ._utils import (
     check_model,
     cut_cell,
     finish,
+    max_genes_of,
     model_on_device,
     pad_cells,
     prepare,
     token_matrix,
-    train_param,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def embed(
     max_genes
         Top-ranked genes kept per cell: pass the ``max_genes_per_cell`` the model was trained with
         (:func:`maxtoki.tl.train` uses 64). ``None``: the value recorded in
-        ``model.maxtoki_train_params`` if any, else every gene up to the model's context.
+        ``model.config.max_genes_per_cell`` if set, else every gene up to the model's context.
     batch_size
         Cells per forward pass (default ``mt.settings.batch_size``).
     device
@@ -99,8 +99,7 @@ def embed(
             f"emb_layer must be an int in [{-n_states}, {n_states - 1}], got {emb_layer!r}"
         )
     size = batch_size_of(batch_size)
-    if max_genes is None:
-        max_genes = train_param(model, "max_genes_per_cell")
+    max_genes = max_genes_of(model, max_genes)
     cap = int(model.config.max_position_embeddings) - 2
     max_genes = cap if max_genes is None else min(int(max_genes), cap)
     cells = [cut_cell(c, max_genes) for c in cell_tokens(token_matrix(adata, vocab))]

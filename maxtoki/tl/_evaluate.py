@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import h5ad_safe, resolve_modality
+from .._anndata import h5ad_safe, require_cells, resolve_modality
 from ._predict_time import predict_ages
 from ._utils import (
     as_generator,
@@ -15,8 +15,10 @@ from ._utils import (
     cell_tokens,
     check_model,
     group_labels,
+    max_genes_of,
     model_on_device,
     numeric_obs,
+    positive_int,
     raw_counts,
     require_obs,
     rng_param,
@@ -24,7 +26,6 @@ from ._utils import (
     table_to_uns,
     token_matrix,
     tokenize_like,
-    train_param,
     vocab_columns,
 )
 
@@ -163,7 +164,7 @@ def evaluate(
     max_genes
         Top-ranked genes kept per cell: pass the ``max_genes_per_cell`` the model was trained with
         (:func:`maxtoki.tl.train` uses 64). ``None``: the value recorded in
-        ``model.maxtoki_train_params`` if any, else every gene up to the model's context.
+        ``model.config.max_genes_per_cell`` if set, else every gene up to the model's context.
     batch_size
         Prompts per forward pass.
     device
@@ -186,10 +187,17 @@ def evaluate(
     """
     start = logg.info("evaluating MaxToki against the naive and linear baselines")
     adata, mdata = resolve_modality(adata, mod)
+    require_cells(adata)
     check_model(model, vocab, need_time=True, what="`mt.tl.evaluate`")
     size = batch_size_of(batch_size)
-    if max_genes is None:
-        max_genes = train_param(model, "max_genes_per_cell")
+    max_genes = max_genes_of(model, max_genes)
+    n_contexts = positive_int("n_contexts", n_contexts)
+    n_context_cells = positive_int("n_context_cells", n_context_cells)
+    n_cells = positive_int("n_cells", n_cells, optional=True)
+    if doublet_pairs not in ("any", "same_type"):
+        raise ValueError(f"doublet_pairs must be 'any' or 'same_type', got {doublet_pairs!r}")
+    if generated is not None:
+        resolve_modality(generated, mod)  # its type before the long predictions
     tokens = token_matrix(adata, vocab)
     ages = numeric_obs(adata, time_key, "data", "pass `time_key=` naming ages in months")
     for key, fix in ((cell_type_key, "pass `cell_type_key=`"), (sex_key, "pass `sex_key=`")):
@@ -218,7 +226,10 @@ def evaluate(
     )
     unknown = sorted(set(heldout_cell_types) - set(ctype))
     if unknown:
-        raise ValueError(f"heldout_cell_types {unknown} are not values of obs[{cell_type_key!r}]")
+        raise ValueError(
+            f"heldout_cell_types {unknown} are not values of obs[{cell_type_key!r}]; pass cell "
+            f"types from {sorted(set(ctype))[:8]}"
+        )
     in_ho_type = np.isin(ctype, heldout_cell_types)
     in_ho_age = np.zeros(adata.n_obs, dtype=bool)
     if heldout_ages is not None:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import h5ad_safe, resolve_modality
+from .._anndata import h5ad_safe, require_cells, resolve_modality
 from ._utils import (
     TOKENS_KEY,
     VocabColumns,
@@ -16,8 +16,10 @@ from ._utils import (
     cell_tokens,
     check_model,
     group_labels,
+    max_genes_of,
     model_on_device,
     numeric_obs,
+    positive_int,
     progress,
     prompt_dataset,
     raw_counts,
@@ -25,7 +27,6 @@ from ._utils import (
     sample_contexts,
     time_prompt_table,
     token_matrix,
-    train_param,
     vocab_columns,
 )
 
@@ -101,7 +102,7 @@ def generate(
     max_genes
         Most genes per generated cell: pass the ``max_genes_per_cell`` the model was trained
         with (:func:`maxtoki.tl.train` uses 64). ``None``: the value recorded in
-        ``model.maxtoki_train_params`` if any, else the longest context cell.
+        ``model.config.max_genes_per_cell`` if set, else the longest context cell.
     reference
         Tokenized real cells with raw counts for the rank → expression map (default ``context``).
     batch_size
@@ -140,19 +141,14 @@ def generate(
 
     start = logg.info("generating cells with MaxToki (NextCell)")
     adata, _ = resolve_modality(context, mod)
+    require_cells(adata, "the context")
     ref_adata = adata if reference is None else resolve_modality(reference, mod)[0]
+    require_cells(ref_adata, "the reference")
     check_model(model, vocab, need_time=True, what="`mt.tl.generate`")
-    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or n_cells < 1:
-        raise ValueError(f"n_cells must be a positive integer, got {n_cells!r}")
-    if (
-        isinstance(n_context_cells, bool)
-        or not isinstance(n_context_cells, (int, np.integer))
-        or n_context_cells < 1
-    ):
-        raise ValueError(f"n_context_cells must be a positive integer, got {n_context_cells!r}")
+    n_cells = positive_int("n_cells", n_cells)
+    n_context_cells = positive_int("n_context_cells", n_context_cells)
     size = batch_size_of(batch_size)
-    if max_genes is None:
-        max_genes = train_param(model, "max_genes_per_cell")
+    max_genes = max_genes_of(model, max_genes)
     tokens = token_matrix(adata, vocab)
     ref_tokens = tokens if ref_adata is adata else token_matrix(ref_adata, vocab)
     times = numeric_obs(adata, time_key, "context", "pass `time_key=` naming ages in months")
@@ -168,8 +164,10 @@ def generate(
     dt = np.rint(dt).astype(np.int64)
     if max_genes is None:
         max_genes = int((tokens != 0).sum(1).max()) - 2
-    if not isinstance(max_genes, (int, np.integer)) or max_genes < 1:
-        raise ValueError(f"max_genes must be a positive integer, got {max_genes!r}")
+        if max_genes < 1:
+            raise ValueError(
+                "no context cell has a vocabulary gene; check the output of `mt.pp.tokenize`"
+            )
     expression_map = rank_expression_map(ref_adata, ref_tokens, vocab)
     cols = vocab_columns(adata, vocab)
 

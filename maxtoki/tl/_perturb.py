@@ -17,14 +17,15 @@ from ._utils import (
     cut_cell,
     finish,
     group_labels,
+    max_genes_of,
     model_on_device,
     numeric_obs,
+    positive_int,
     prepare,
     rng_param,
     sample_contexts,
     table_to_uns,
     token_matrix,
-    train_param,
     vocab_columns,
 )
 
@@ -90,7 +91,7 @@ def perturb(
     max_genes
         Top-ranked genes kept per cell: pass the ``max_genes_per_cell`` the model was trained with
         (:func:`maxtoki.tl.train` uses 64). ``None``: the value recorded in
-        ``model.maxtoki_train_params`` if any, else every gene up to the model's context.
+        ``model.config.max_genes_per_cell`` if set, else every gene up to the model's context.
     batch_size
         Prompts per forward pass.
     device
@@ -121,12 +122,32 @@ def perturb(
     check_model(model, vocab, need_time=True, what="`mt.tl.perturb`")
     if kind not in ("delete", "overexpress"):
         raise ValueError(f"kind must be 'delete' or 'overexpress', got {kind!r}")
-    genes = [genes] if isinstance(genes, str) else [str(g) for g in genes]
+    if isinstance(genes, str):
+        genes = [genes]
+    elif isinstance(genes, (list, tuple, np.ndarray, pd.Index, pd.Series)):
+        genes = [str(g) for g in genes]
+    else:
+        raise TypeError(
+            "genes must be a gene name or a list of names from var_names, got "
+            f"{type(genes).__name__}"
+        )
     if not genes:
         raise ValueError("pass at least one gene in `genes`")
+    n_cells = positive_int("n_cells", n_cells, optional=True)
+    n_contexts = positive_int("n_contexts", n_contexts)
+    n_context_cells = positive_int("n_context_cells", n_context_cells)
     missing = [g for g in genes if g not in adata.var_names]
     if missing:
-        raise ValueError(f"genes {missing[:5]} are not in var_names")
+        raise ValueError(
+            f"genes {missing[:5]} are not in var_names; pass gene names from var_names (e.g. "
+            f"{list(adata.var_names[:3])})"
+        )
+    ambiguous = sorted(set(genes) & set(adata.var_names[adata.var_names.duplicated()]))
+    if ambiguous:
+        raise ValueError(
+            f"var_names are not unique: {ambiguous[:5]} name several genes; run "
+            "`adata.var_names_make_unique()` first"
+        )
     cols = vocab_columns(adata, vocab)
     token_of = pd.Series(cols.token_ids, index=adata.var_names[cols.var_rows])
     outside = [g for g in genes if g not in token_of.index]
@@ -135,8 +156,7 @@ def perturb(
             f"genes {outside[:5]} are not in the model's vocabulary; they cannot be perturbed"
         )
     size = batch_size_of(batch_size)
-    if max_genes is None:
-        max_genes = train_param(model, "max_genes_per_cell")
+    max_genes = max_genes_of(model, max_genes)
 
     tokens = token_matrix(adata, vocab)
     ref, ref_rows, r_tokens = reference_cells(
@@ -149,10 +169,13 @@ def perturb(
     gen = as_generator(rng)
     candidates = np.flatnonzero(np.isin(q_groups, np.unique(r_groups)))
     if len(candidates) == 0:
-        raise ValueError(f"no query cell has reference cells of its group (group_by={group_by!r})")
+        raise ValueError(
+            f"no query cell has reference cells of its group (group_by={group_by!r}); pass a "
+            "`context` with cells of these groups and known ages, or another `group_by`"
+        )
     q = candidates
     if n_cells is not None and len(q) > n_cells:
-        q = np.sort(gen.choice(q, int(n_cells), replace=False))
+        q = np.sort(gen.choice(q, n_cells, replace=False))
     use_donor = donor_key is not None and donor_key in adata.obs and donor_key in ref.obs
     q_self = np.full(len(q), -1)
     if ref is adata:

@@ -14,8 +14,10 @@ from ._utils import (
     check_model,
     finish,
     group_labels,
+    max_genes_of,
     model_on_device,
     numeric_obs,
+    positive_int,
     predict_timelapses,
     prepare,
     prompt_dataset,
@@ -23,7 +25,6 @@ from ._utils import (
     sample_contexts,
     time_prompt_table,
     token_matrix,
-    train_param,
 )
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def predict_time(
     max_genes
         Top-ranked genes kept per cell: pass the ``max_genes_per_cell`` the model was trained with
         (:func:`maxtoki.tl.train` uses 64). ``None``: the value recorded in
-        ``model.maxtoki_train_params`` if any, else every gene up to the model's context.
+        ``model.config.max_genes_per_cell`` if set, else every gene up to the model's context.
     batch_size
         Prompts per forward pass (default ``mt.settings.batch_size``).
     device
@@ -127,14 +128,12 @@ def predict_time(
     data, adata, mdata = prepare(query, mod, copy)
     start = logg.info("predicting ages with MaxToki (TimeBetweenCells)")
     check_model(model, vocab, need_time=True, what="`mt.tl.predict_time`")
-    for name, value in (("n_contexts", n_contexts), ("n_context_cells", n_context_cells)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    n_contexts = positive_int("n_contexts", n_contexts)
+    n_context_cells = positive_int("n_context_cells", n_context_cells)
     if aggregate not in ("median", "mean"):
         raise ValueError(f"aggregate must be 'median' or 'mean', got {aggregate!r}")
     size = batch_size_of(batch_size)
-    if max_genes is None:
-        max_genes = train_param(model, "max_genes_per_cell")
+    max_genes = max_genes_of(model, max_genes)
 
     q_tokens = token_matrix(adata, vocab)
     ref, ref_rows, r_tokens = reference_cells(

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .. import logging as logg
-from .._anndata import resolve_modality
+from .._anndata import check_vocab, positive_int, require_cells, resolve_modality
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -93,10 +93,29 @@ def train(
         One row per training log and validation: ``kind`` (``"train"``/``"eval"``), ``step``,
         ``loss``, ``ce``, ``time_loss``, ``mae_months``, ``median_ae_months``, ``tokens_per_s``…
     """
+    import pandas as pd
+
     from ..train import TrainConfig, Trainer, build_model
     from ..train._prompts import build_datasets
 
     adata, _ = resolve_modality(adata, mod)
+    require_cells(adata)
+    check_vocab(vocab)
+    steps = positive_int("steps", steps)
+    if config is not None and not isinstance(config, (TrainConfig, Mapping)):
+        raise TypeError(
+            f"config must be a TrainConfig or a dict of its fields, got {type(config).__name__}"
+        )
+    if prompts is not None and not isinstance(prompts, pd.DataFrame):
+        raise TypeError(
+            "prompts must be the DataFrame of `mt.pp.trajectories` (or None to build one), got "
+            f"{type(prompts).__name__}"
+        )
+    if stage == 2 and not vocab.has_time_tokens:
+        raise ValueError(
+            "stage 2 trains on temporal prompts and needs a vocabulary with time tokens; use "
+            "`vocab.with_time_tokens()` (and re-tokenize) or pass `stage=1`"
+        )
     tokens = _token_source(adata, vocab)
     start = logg.info(f"training a MaxToki model (stage {stage}) on {adata.n_obs} cells")
 
@@ -136,11 +155,11 @@ def train(
         )
     max_length = cfg.max_length or net.config.max_position_embeddings
     train_ds, val_ds = build_datasets(cfg, tokens, vocab, max_length=max_length, prompts=prompts)
+    # saved with the model and read by the mt.tl tools, which cut cells to as many genes
+    net.config.max_genes_per_cell = max_genes_per_cell
     trainer = Trainer(net, train_ds, val_ds, cfg, vocab=vocab)
     history = trainer.fit()
     net.eval()
-    # read by the mt.tl tools, so inference cuts cells to the genes the model was trained on
-    net.maxtoki_train_params = {"max_genes_per_cell": max_genes_per_cell, "stage": stage}
     logg.info("    finished training", time=start)
     return net, history
 

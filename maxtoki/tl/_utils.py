@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .._anndata import mirror_obs, resolve_modality
+from .._anndata import check_vocab, mirror_obs, positive_int, require_cells, resolve_modality
 from .._settings import settings
 
 if TYPE_CHECKING:
@@ -27,10 +27,11 @@ _RUN_TOKENIZE = "run `mt.pp.tokenize(adata, vocab=vocab)` first"
 # --- AnnData / MuData ---------------------------------------------------------------------------
 def prepare(data: Any, mod: str, copy: bool) -> tuple[Any, AnnData, Any]:
     """``(data, adata, mdata)``: the object to return (a copy with ``copy=True``) and its parts."""
-    if copy:
-        resolve_modality(data, mod)  # type and modality errors before copying
-        data = data.copy()
     adata, mdata = resolve_modality(data, mod)
+    require_cells(adata)
+    if copy:  # after the type, modality and emptiness checks
+        data = data.copy()
+        adata, mdata = resolve_modality(data, mod)
     return data, adata, mdata
 
 
@@ -95,22 +96,14 @@ def numeric_obs(adata: AnnData, key: str, what: str, fix: str) -> np.ndarray:
     if isinstance(col.dtype, pd.CategoricalDtype):
         col = col.astype(col.cat.categories.dtype)
     if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
-        raise ValueError(f"obs[{key!r}] of the {what} must be numeric months, got {col.dtype}")
+        raise ValueError(
+            f"obs[{key!r}] of the {what} must be numeric months, got {col.dtype}; {fix} (convert "
+            "it with `pd.to_numeric`)"
+        )
     return col.to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 # --- tokens -------------------------------------------------------------------------------------
-def check_vocab(vocab: Any) -> None:
-    """Raise a ``TypeError`` unless ``vocab`` is a :class:`~maxtoki.pp.GeneVocab`."""
-    from ..pp import GeneVocab
-
-    if not isinstance(vocab, GeneVocab):
-        raise TypeError(
-            "vocab must be a maxtoki.pp.GeneVocab (the model's vocabulary), "
-            f"got {type(vocab).__name__}"
-        )
-
-
 def token_matrix(adata: AnnData, vocab: GeneVocab, key: str = TOKENS_KEY) -> np.ndarray:
     """The padded token matrix of ``adata`` after checking it was made with ``vocab``."""
     from ..pp._tokenize import check_tokens
@@ -130,18 +123,22 @@ def token_matrix(adata: AnnData, vocab: GeneVocab, key: str = TOKENS_KEY) -> np.
 # --- batching -----------------------------------------------------------------------------------
 def batch_size_of(batch_size: int | None) -> int:
     """``batch_size`` or :attr:`maxtoki.settings.batch_size`, validated."""
-    size = settings.batch_size if batch_size is None else batch_size
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {size!r}")
-    return int(size)
+    return positive_int("batch_size", settings.batch_size if batch_size is None else batch_size)
+
+
+def max_genes_of(model: Any, max_genes: Any) -> int | None:
+    """``max_genes`` validated, or (``None``) the ``max_genes_per_cell`` the model recorded."""
+    if max_genes is None:
+        return getattr(model.config, "max_genes_per_cell", None)
+    return positive_int("max_genes", max_genes)
 
 
 def progress(n: int, desc: str, unit: str = "prompt"):
-    """A :mod:`tqdm.auto` progress bar over ``n`` items (hidden below info verbosity)."""
+    """A :mod:`tqdm.auto` progress bar over ``n`` items (see ``mt.settings.progress``)."""
     from tqdm.auto import tqdm
 
     return tqdm(
-        total=n, desc=desc, unit=unit, disable=settings.verbosity < 2 or n == 0, leave=False
+        total=n, desc=desc, unit=unit, disable=not settings.show_progress or n == 0, leave=False
     )
 
 
@@ -173,9 +170,11 @@ def tokenize_like(counts, adata: AnnData, vocab: GeneVocab, key: str = TOKENS_KE
 
     info = adata.uns.get(key, {})
     gene_id_key = info.get("gene_id_key") if hasattr(info, "get") else None
+    gene_id_key = None if gene_id_key in (None, "None") else gene_id_key
     new = _AnnData(X=counts, var=adata.var.copy())
     new.obs_names = [f"cell-{i}" for i in range(new.n_obs)]
-    tokenize(new, vocab=vocab, gene_id_key=None if gene_id_key in (None, "None") else gene_id_key)
+    with settings.override(verbosity=min(settings.verbosity, 1)):  # a scratch object: no logs
+        tokenize(new, vocab=vocab, gene_id_key=gene_id_key)
     return np.asarray(new.obsm[TOKENS_KEY])
 
 
@@ -264,7 +263,10 @@ def check_model(
     check_vocab(vocab)
     config = getattr(model, "config", None)
     if config is None or not callable(model):
-        raise TypeError(f"model must be a maxtoki.models.MaxToki, got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a maxtoki.models.MaxToki, got {type(model).__name__}; load one with "
+            "`mt.models.MaxToki.from_pretrained(dir)` or train one with `mt.tl.train`"
+        )
     fields = vocab.model_config_fields()
     checked = (
         "vocab_size",
@@ -304,18 +306,6 @@ def model_on_device(model: Any, device: str | None) -> str:
     model.to(dev)
     model.eval()
     return dev
-
-
-def train_param(model: Any, name: str, default: Any = None) -> Any:
-    """A training setting recorded on the model (``model.maxtoki_train_params[name]``).
-
-    The hook through which the tools pick up, e.g., the ``max_genes_per_cell`` a model was
-    trained with; ``default`` when the model carries no such record.
-    """
-    params = getattr(model, "maxtoki_train_params", None)
-    if isinstance(params, dict) and params.get(name) is not None:
-        return params[name]
-    return default
 
 
 # --- prompts ------------------------------------------------------------------------------------
@@ -424,8 +414,21 @@ def time_prompt_table(
 def prompt_dataset(
     table: pd.DataFrame, ref_cells, query_cells, vocab: GeneVocab, model: Any, max_genes
 ):
-    """The trainer's :class:`~maxtoki.train._prompts.PromptDataset` over reference + query cells."""
+    """The trainer's :class:`~maxtoki.train._prompts.PromptDataset` over reference + query cells.
+
+    Raises a :class:`ValueError` when a timelapse of the table lies outside the vocabulary's
+    time tokens (ages in days or years instead of months, usually).
+    """
     from ..train._prompts import PromptDataset
+
+    dts = table[[c for c in table.columns if c.startswith("dt")]].to_numpy(dtype=np.float64)
+    lo, hi = vocab.time_range
+    if dts.size and (dts.min() < lo or dts.max() > hi):
+        raise ValueError(
+            f"timelapses between the cells reach {dts.min():g} to {dts.max():g} months, outside "
+            f"the model's time tokens [{lo}, {hi}]; ages must be in months (not days) and within "
+            "the range the model was trained on"
+        )
 
     names = [f"r{i}" for i in range(len(ref_cells))] + [f"q{j}" for j in range(len(query_cells))]
     source = ListTokens([*ref_cells, *query_cells], names)

@@ -87,6 +87,8 @@ def run(config: TrainConfig):
             overrides=config.model_overrides,
             seed=config.seed,
         )
+        if config.max_genes_per_cell is not None:  # saved with the model for the mt.tl tools
+            model.config.max_genes_per_cell = config.max_genes_per_cell
         max_length = config.max_length or model.config.max_position_embeddings
         train, val = build_datasets(config, store, vocab, max_length=max_length)
         trainer = Trainer(model, train, val, config, vocab=vocab)

@@ -194,6 +194,12 @@ class TrainConfig:
             raise ValueError("ce_weight and time_weight must be >= 0 and not both 0")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("grad_clip and weight_decay must be >= 0")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {list(self.betas)}")
+        if self.eps <= 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
+        if self.peak_flops is not None and self.peak_flops <= 0:
+            raise ValueError(f"peak_flops must be > 0 or None, got {self.peak_flops}")
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -315,8 +321,8 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against a simple type hint; ints are accepted for floats."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin is Literal:
-        if value not in args:
+    if origin is Literal:  # the value and its type: True == 1 and 1.0 == 1 are not stage 1
+        if value not in args or not any(type(value) is type(a) for a in args):
             raise ValueError(f"{name} must be one of {list(args)}, got {value!r}")
         return value
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):

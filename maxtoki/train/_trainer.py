@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import logging as logg
+from .._settings import settings
 from . import _checkpoint as ckpt
 from ._collate import Collator
 from ._config import TrainConfig
@@ -195,6 +196,7 @@ class Trainer:
             max_length=max_length,
         )
         self.history: list[dict[str, Any]] = []
+        self._elapsed = 0.0  # training seconds before this run (restored on resume)
         self.step = 0
         self.info: DistInfo | None = None
 
@@ -294,6 +296,7 @@ class Trainer:
                 group["lr"] = base * schedule(scheduler.last_epoch)
             self.step = int(state["step"])
             micro_done = int(state["micro_batches"])
+            self._elapsed = float(state.get("elapsed_s", 0.0))  # elapsed_s continues
             rngs = state["rng"]
             ckpt.set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
             if info.is_main:
@@ -326,6 +329,9 @@ class Trainer:
             num_workers=cfg.num_workers,
             persistent_workers=cfg.num_workers > 0,
             multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
+            # its own generator: each new iterator draws a seed from it, and drawing from the
+            # global one would leave a resumed run's RNG states off the uninterrupted run's
+            generator=torch.Generator().manual_seed(cfg.seed + info.rank),
         )
         if info.is_main:
             strategy = cfg.distributed if info.initialized else "single process"
@@ -346,7 +352,7 @@ class Trainer:
         bar = tqdm(
             total=cfg.steps,
             initial=self.step,
-            disable=cfg.quiet or not info.is_main,
+            disable=cfg.quiet or not info.is_main or not settings.show_progress,
             desc="maxtoki train",
             dynamic_ncols=True,
         )
@@ -355,7 +361,7 @@ class Trainer:
             self._record(self.evaluate())
         window = {"loss": 0.0, "ce": 0.0, "time": 0.0, "n": 0, "tokens": 0, "skipped": 0}
         t_window = time.perf_counter()
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() - self._elapsed
         try:
             while self.step < cfg.steps:
                 model.train()
@@ -410,6 +416,7 @@ class Trainer:
                 if cfg.out_dir and (
                     last or (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0)
                 ):
+                    self._elapsed = time.perf_counter() - t0
                     self.save_checkpoint(micro_done)
                     t_window = time.perf_counter()
         finally:
@@ -627,6 +634,7 @@ class Trainer:
             state = {
                 "step": self.step,
                 "micro_batches": micro_done if micro_done is not None else self.step * self.accum,
+                "elapsed_s": self._elapsed,
                 "optimizer": optim,
                 "scheduler": self.scheduler.state_dict(),
                 "rng": rngs,
