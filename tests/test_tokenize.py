@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import maxtoki as mt
 from maxtoki.pp import GeneVocab
+from maxtoki.pp._tokenize import check_tokens
 
 REF = Path(__file__).parents[2] / "shared" / "reference"
 GOLDEN = REF / "golden" / "celltypist_pbmc"
@@ -146,6 +147,12 @@ def test_golden_temporal_vocab_and_reference(golden):
     assert_golden(a, expected[:60])
     a = a[:8].copy()
     assert a.uns["maxtoki_tokens"]["vocab_hash"] == temporal.hash
+    # same genes, ids and medians: tokens of either vocabulary serve models of both
+    assert temporal.encoding_hash == vocab.encoding_hash and temporal.hash != vocab.hash
+    np.testing.assert_array_equal(check_tokens(a, vocab), a.obsm["maxtoki_tokens"])
+    other = GeneVocab.from_genes({g: m * 2 for g, m in vocab.gene_medians.items()})
+    with pytest.raises(ValueError, match="re-run mt"):
+        check_tokens(a, other)
     # the independent reference agrees with the official output too
     ref = reference_tokens(
         a.X.toarray(), a.var["ensembl_id"].tolist(), vocab, n_counts=a.obs["n_counts"].to_numpy()
@@ -360,8 +367,6 @@ def test_mudata_obs_mirrored():
 
 
 def test_check_tokens():
-    from maxtoki.pp._tokenize import check_tokens
-
     vocab = small_vocab()
     a = small_adata(np.array([[1, 2]], dtype=np.float32), [gene_id(0), gene_id(1)])
     with pytest.raises(ValueError, match=r"run `mt.pp.tokenize` first"):

@@ -120,8 +120,10 @@ def _decode_table(ad, key, info, vocab, gene_symbols) -> tuple[np.ndarray, np.nd
         symbols = ad.var[gene_symbols].astype(str).to_numpy()
     tid_key = _slot(info, "token_id", key)
     if vocab is not None:
+        from ..pp._tokenize import made_with
+
         h = info.get("vocab_hash")
-        if h is not None and str(h) != vocab.hash:
+        if h is not None and not made_with(info, vocab):
             raise ValueError(
                 f"tokens in adata were made with vocabulary {h}, this one is {vocab.hash}; "
                 "decode with the vocabulary used by mt.pp.tokenize"

@@ -178,6 +178,7 @@ def tokenize(
         "params": h5ad_safe(dict(params, layer=layer, gene_id_key=gene_id_key,
                                  n_counts_key=n_counts_key, mod=mod)),
         "vocab_hash": vocab.hash,
+        "encoding_hash": vocab.encoding_hash,
         "vocab_size": len(vocab),
         "dtype": np.dtype(plan.dtype).name,
         "gene_id_source": plan.gene_ids.source,
@@ -228,12 +229,23 @@ def check_tokens(data: Any, vocab: GeneVocab, key: str = DEFAULT_KEY, *, mod: st
             f"uns[{key!r}] (the tokens' vocabulary) not found; re-run `mt.pp.tokenize` with the "
             "model's vocabulary"
         )
-    if str(info["vocab_hash"]) != vocab.hash:
+    if not made_with(info, vocab):
         raise ValueError(
             f"tokens in adata were made with vocabulary {info['vocab_hash']}, this model's is "
             f"{vocab.hash}; re-run mt.pp.tokenize with the model's vocabulary"
         )
     return adata.obsm[key]
+
+
+def made_with(info: dict, vocab: GeneVocab) -> bool:
+    """Whether tokens described by ``info`` (their ``uns`` entry) encode cells as ``vocab`` does.
+
+    The same vocabulary, or one with the same genes, token ids and medians (a stage-1 vocabulary
+    and its temporal extension).
+    """
+    if str(info.get("vocab_hash")) == vocab.hash:
+        return True
+    return str(info.get("encoding_hash")) == vocab.encoding_hash
 
 
 def plan_slots(key_added: str) -> dict[str, str]:

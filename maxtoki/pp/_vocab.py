@@ -260,6 +260,19 @@ class GeneVocab:
         h.update(np.round(self.median_per_token[self.gene_token_ids], 10).tobytes())
         return h.hexdigest()[:16]
 
+    @cached_property
+    def encoding_hash(self) -> str:
+        """Hash of what rank value encoding depends on: gene IDs, their token ids and medians.
+
+        A stage-1 vocabulary and its temporal extension (:meth:`with_time_tokens`, or the
+        official ``token_dictionary_temporal_v1.json``) share it, so tokens made with either
+        serve models of both.
+        """
+        pairs = zip(self.gene_token_ids.tolist(), self.gene_ids, strict=True)
+        h = hashlib.sha256("\n".join(f"{i}:{g}" for i, g in pairs).encode())
+        h.update(np.round(self.median_per_token[self.gene_token_ids], 10).tobytes())
+        return h.hexdigest()[:16]
+
     def model_config_fields(self) -> dict[str, int | None]:
         """The :class:`~maxtoki.models.MaxTokiConfig` fields that this vocabulary determines.
 
