@@ -179,3 +179,10 @@ def test_hf_export_without_datasets(tmp_path, files, vocab, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)
     with pytest.raises(ImportError, match="pip install datasets"):
         store.to_hf_dataset()
+
+
+def test_store_path_errors(tmp_path):
+    with pytest.raises(TypeError, match="token store"):
+        TokenStore(None)
+    with pytest.raises(ValueError, match="tokenize_corpus"):
+        TokenStore(tmp_path)

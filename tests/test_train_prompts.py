@@ -220,3 +220,10 @@ def test_losses_read_the_right_positions():
             model, Collator(pack=True, max_length=64)([ex_time, ex_next])
         )
     torch.testing.assert_close(packed["loss"], out["loss"], rtol=1e-5, atol=1e-5)
+
+
+def test_read_prompts_missing_file(tmp_path):
+    from maxtoki.train._prompts import read_prompts
+
+    with pytest.raises(FileNotFoundError, match="trajectories"):
+        read_prompts(tmp_path / "prompts.csv")

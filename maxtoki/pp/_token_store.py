@@ -47,6 +47,11 @@ class TokenStore:
     """
 
     def __init__(self, path: str | os.PathLike):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"path must be the folder of a token store (a str or Path), got "
+                f"{type(path).__name__}; write one with mt.pp.tokenize_corpus"
+            )
         self.path = Path(path)
         manifest = read_manifest(self.path)
         if manifest is None:

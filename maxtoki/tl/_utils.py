@@ -283,7 +283,9 @@ def check_model(
             raise ValueError(
                 f"{side} has no time tokens, so {what} cannot predict timelapses: pass a temporal "
                 "(stage 2) model trained with `mt.tl.train` (or loaded with "
-                "`mt.models.MaxToki.from_pretrained`) and its temporal vocabulary"
+                "`mt.models.MaxToki.from_pretrained`) and its temporal vocabulary; a stage-1 "
+                "model gets time tokens with `model.resize_token_embeddings(23277)` and then "
+                "needs stage-2 training (`mt.tl.train(adata, vocab=temporal_vocab, model=model)`)"
             )
     else:
         checked = ("vocab_size",)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -88,6 +89,11 @@ def read_prompts(path: str | os.PathLike) -> pd.DataFrame:
     Cell names are read as strings (so names like ``"007"`` survive), timelapses as integers.
     Files written with or without the index column both work.
     """
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"prompt table {str(path)!r} not found; write one with "
+            "`mt.pp.trajectories(...).to_csv(path)`"
+        )
     columns = list(pd.read_csv(path, nrows=0).columns)
     if not columns:
         raise ValueError(f"{path} is empty; write the table of mt.pp.trajectories with to_csv")
