@@ -194,6 +194,10 @@ def fx() -> SimpleNamespace:
         mt.pp.tokenize(tok, vocab=vocab)
         tok_genes_only = raw.copy()
         mt.pp.tokenize(tok_genes_only, vocab=genes_only)
+        # the same genes with other medians: another model's rank value encoding
+        other_medians = mt.pp.GeneVocab.from_genes({g: 2 * m for g, m in medians.items()})
+        tok_other = raw.copy()
+        mt.pp.tokenize(tok_other, vocab=other_medians)
         model = build_model("tiny", vocab=vocab, overrides=TINY)
         model_genes_only = build_model("tiny", vocab=genes_only, overrides=TINY)
         done = tok.copy()
@@ -1087,7 +1091,7 @@ case(
     lambda: None,
     lambda p: mt.pp.TokenStore(p),
     TypeError,
-    r"expected str, bytes or os\.PathLike object, not NoneType",
+    r"path must be the folder of a token store .* got NoneType; write one with mt\.pp",
 )
 works(T, "a-store", lambda: fx().store, lambda p: mt.pp.TokenStore(p), unchanged=True)
 
@@ -1113,7 +1117,7 @@ for T, f in MODEL_TOOLS.items():
     case(
         T,
         "tokens-of-another-vocab",
-        lambda: fx().tok_genes_only.copy(),
+        lambda: fx().tok_other.copy(),
         lambda d, f=f: f(d, M(), V()),
         match=OTHER_TOKENS,
     )
@@ -1701,7 +1705,7 @@ case(
     T,
     "vocab-of-another-model",
     tok,
-    call(T, vocab=fx().genes_only),
+    call(T, vocab=fx().other_medians),
     match=r"made with vocabulary \w+, this one is \w+; decode with the vocabulary",
 )
 case(T, "vocab-dict", tok, call(T, vocab={}), TypeError, r"vocab must be a maxtoki\.pp\.GeneVocab")
@@ -2211,7 +2215,7 @@ case(
     lambda: tmp_root() / "nope.csv",
     lambda p: mt.train.read_prompts(p),
     FileNotFoundError,
-    r"nope\.csv",
+    r"nope\.csv.* not found; write one with `mt\.pp\.trajectories",
 )
 
 
