@@ -116,6 +116,7 @@ def test_cli_under_torchrun(tmp_path):
     done = _torchrun(["-m", "maxtoki.train", "train.yaml", "distributed=ddp"], tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     assert "world size 2, ddp" in done.stderr
+    assert done.stderr.count("maxtoki attention backend") == 1  # rank 0 logs, rank 1 is quiet
     model = mt.models.MaxToki.from_pretrained(tmp_path / "run" / "model", device="cpu")
-    assert model.config.vocab_size == len(vocab)
+    assert model.config.vocab_size == len(vocab) and model.config.max_genes_per_cell == 12
     assert (tmp_path / "run" / "latest").read_text().strip() == "step_000002"

@@ -66,6 +66,7 @@ def run(config: TrainConfig):
     ``(trainer, history)``.
     """
     from .. import logging as logg
+    from .._settings import settings
     from ._distributed import destroy_distributed, init_distributed
     from ._model import build_model
     from ._prompts import build_datasets
@@ -76,34 +77,36 @@ def run(config: TrainConfig):
             "the config needs `tokens:` (a token store folder from mt.pp.tokenize_corpus)"
         )
     info = init_distributed(config.device)
+    # one rank speaks; the others keep warnings and errors
+    verbosity = settings.verbosity if info.is_main else min(settings.verbosity, 1)
     try:
-        from ..pp import GeneVocab, TokenStore
+        with settings.override(verbosity=verbosity):
+            from ..pp import GeneVocab, TokenStore
 
-        store = TokenStore(config.tokens)
-        vocab = GeneVocab.load(config.vocab) if config.vocab else store.vocab
-        model = build_model(
-            config.init_from or config.model,
-            vocab=vocab,
-            overrides=config.model_overrides,
-            seed=config.seed,
-        )
-        if config.max_genes_per_cell is not None:  # saved with the model for the mt.tl tools
-            model.config.max_genes_per_cell = config.max_genes_per_cell
-        max_length = config.max_length or model.config.max_position_embeddings
-        train, val = build_datasets(config, store, vocab, max_length=max_length)
-        trainer = Trainer(model, train, val, config, vocab=vocab)
-        history = trainer.fit()
-        if config.out_dir:
-            trainer.save_model(Path(config.out_dir) / "model")
-        if info.is_main:
+            store = TokenStore(config.tokens)
+            vocab = GeneVocab.load(config.vocab) if config.vocab else store.vocab
+            model = build_model(
+                config.init_from or config.model,
+                vocab=vocab,
+                overrides=config.model_overrides,
+                seed=config.seed,
+            )
+            if config.max_genes_per_cell is not None:  # saved with the model for the mt.tl tools
+                model.config.max_genes_per_cell = config.max_genes_per_cell
+            max_length = config.max_length or model.config.max_position_embeddings
+            train, val = build_datasets(config, store, vocab, max_length=max_length)
+            trainer = Trainer(model, train, val, config, vocab=vocab)
+            history = trainer.fit()
+            if config.out_dir:
+                trainer.save_model(Path(config.out_dir) / "model")
             evals = history[history["kind"] == "eval"] if len(history) else history
             if len(evals):
                 last = evals.iloc[-1]
+                where = f"; model in {Path(config.out_dir) / 'model'}" if config.out_dir else ""
                 logg.info(
-                    f"finished at step {int(last['step'])}: val loss {last['loss']:.4f}, time MAE "
-                    f"{last['mae_months']:.1f} months"
-                    + (f"; model in {Path(config.out_dir) / 'model'}" if config.out_dir else "")
+                    f"finished at step {int(last['step'])}: val loss {last['loss']:.4f}, "
+                    f"time MAE {last['mae_months']:.1f} months{where}"
                 )
-        return trainer, history
+            return trainer, history
     finally:
         destroy_distributed(info)
