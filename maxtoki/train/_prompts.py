@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from .. import logging as logg
+
 if TYPE_CHECKING:
     from ._config import TrainConfig
 
@@ -443,6 +445,7 @@ def split_prompts(
     if not is_eval.any() and val_fraction > 0:
         n_val = round(val_fraction * len(prompts))
         is_eval[np.random.default_rng(seed).permutation(len(prompts))[:n_val]] = True
+        logg.info(f"    no eval prompts in the table: {n_val} random ones validate (val_fraction)")
     return prompts[~is_eval].reset_index(drop=True), prompts[is_eval].reset_index(drop=True)
 
 
