@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,18 @@ def test_readme_benchmark_table_is_the_latest_results():
     header, table = results.split("\n\n", 1)
     assert header.startswith("Machine: ") and header in readme
     assert table in readme, "re-copy benchmarks/results/latest.md into the README"
+
+
+@pytest.mark.slow
+def test_readme_usage_runs(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    code = (root / "README.md").read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    assert "steps=1000" in code
+    code = "import torch\ntorch.set_num_threads(1)\n" + code.replace("steps=1000", "steps=10")
+    code += "\nassert adata.obs['maxtoki_age'].notna().all() and 'X_maxtoki' in adata.obsm\n"
+    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
