@@ -236,6 +236,24 @@ def _sort_keys(keys, toks, tmp_keys, tmp_toks, hist, counts, m):
     return True
 
 
+@njit(inline="always")
+def _check_count(x, n_neg, n_bad, n_frac, vmax, first_frac):
+    """Tally one entry for the data checks: ``(usable, n_neg, n_bad, n_frac, vmax, first_frac)``.
+
+    Not finite: counted and not usable. Negative and non-integer values are counted (the caller
+    raises on them after the pass); ``first_frac`` is the first non-integer value seen.
+    """
+    if not np.isfinite(x):
+        return False, n_neg, n_bad + 1, n_frac, vmax, first_frac
+    if x < 0:
+        n_neg += 1
+    if x != np.floor(x):
+        if n_frac == 0:
+            first_frac = x
+        n_frac += 1
+    return True, n_neg, n_bad, n_frac, max(vmax, x), first_frac
+
+
 @njit(nogil=True, cache=True)
 def _scan_block(indptr, indices, data, col_token, n_tokens, has_dups, r0, r1, totals, in_vocab,
                 n_unique, stats, bi):
@@ -252,17 +270,11 @@ def _scan_block(indptr, indices, data, col_token, n_tokens, has_dups, r0, r1, to
         u = 0
         for j in range(indptr[r] - base, indptr[r + 1] - base):
             x = np.float64(data[j])
-            if not np.isfinite(x):
-                n_bad += 1
+            ok, n_neg, n_bad, n_frac, vmax, first_frac = _check_count(
+                x, n_neg, n_bad, n_frac, vmax, first_frac
+            )
+            if not ok:
                 continue
-            if x < 0:
-                n_neg += 1
-            if x != np.floor(x):
-                if n_frac == 0:
-                    first_frac = x
-                n_frac += 1
-            if x > vmax:
-                vmax = x
             tot += x
             t = col_token[indices[j]]
             if t >= 0:
@@ -277,11 +289,8 @@ def _scan_block(indptr, indices, data, col_token, n_tokens, has_dups, r0, r1, to
         totals[r] = tot
         in_vocab[r] = voc
         n_unique[r] = u
-    stats[bi, 0] = n_neg
-    stats[bi, 1] = n_bad
-    stats[bi, 2] = n_frac
-    stats[bi, 3] = vmax
-    stats[bi, 4] = first_frac
+    stats[bi, 0], stats[bi, 1], stats[bi, 2] = n_neg, n_bad, n_frac
+    stats[bi, 3], stats[bi, 4] = vmax, first_frac
 
 
 def scan_csr(indptr, indices, data, col_token, n_tokens, has_dups, n_blocks, totals, in_vocab,
@@ -350,17 +359,11 @@ def _encode_block(indptr, indices, data, obs_n, col_token, inv_median, has_dups,
         m = 0
         for j in range(indptr[r] - base, indptr[r + 1] - base):
             x = np.float64(data[j])
-            if not np.isfinite(x):
-                n_bad += 1
+            ok, n_neg, n_bad, n_frac, vmax, first_frac = _check_count(
+                x, n_neg, n_bad, n_frac, vmax, first_frac
+            )
+            if not ok:
                 continue
-            if x < 0:
-                n_neg += 1
-            if x != np.floor(x):
-                if n_frac == 0:
-                    first_frac = x
-                n_frac += 1
-            if x > vmax:
-                vmax = x
             tot += x
             t = col_token[indices[j]]
             if t >= 0 and x != 0:
@@ -403,11 +406,8 @@ def _encode_block(indptr, indices, data, obs_n, col_token, inv_median, has_dups,
             out[o + 1 + i] = st[i]
         out[o + 1 + n_out] = eos
         lengths[r] = n_out + 2
-    stats[bi, 0] = n_neg
-    stats[bi, 1] = n_bad
-    stats[bi, 2] = n_frac
-    stats[bi, 3] = vmax
-    stats[bi, 4] = first_frac
+    stats[bi, 0], stats[bi, 1], stats[bi, 2] = n_neg, n_bad, n_frac
+    stats[bi, 3], stats[bi, 4] = vmax, first_frac
 
 
 def encode_csr(indptr, indices, data, obs_n, col_token, inv_median, has_dups, max_genes, slots,
