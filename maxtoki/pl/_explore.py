@@ -163,6 +163,7 @@ class _State:
             cell_tokens,
             check_model,
             group_labels,
+            max_genes_of,
             numeric_obs,
             token_matrix,
         )
@@ -210,9 +211,7 @@ class _State:
             t = int(ids[j])
             if t not in self.name_of:
                 self.name_of[t], self.in_set[t] = names[j], bool(in_set[j])
-        self.max_genes = (
-            model.config.max_genes_per_cell if max_genes is None else max_genes
-        )
+        self.max_genes = max_genes_of(model, max_genes)
         self.device = device
         self.gen = np.random.default_rng(rng)
         self.time_key = time_key

@@ -129,7 +129,7 @@ def batch_size_of(batch_size: int | None) -> int:
 def max_genes_of(model: Any, max_genes: Any) -> int | None:
     """``max_genes`` validated, or (``None``) the ``max_genes_per_cell`` the model recorded."""
     if max_genes is None:
-        return getattr(model.config, "max_genes_per_cell", None)
+        return model.config.max_genes_per_cell
     return positive_int("max_genes", max_genes)
 
 
