@@ -365,16 +365,20 @@ def _run_worker(kind: str, path: Path, timeout: float = 3600) -> dict:
 # --- the benchmark ---------------------------------------------------------------------------
 def run(quick: bool = False, n_cells: int | None = None) -> list[dict]:
     """Rows of the tokenize benchmark (``quick``: 20,000 cells; default 100,000 then 1,000,000)."""
+    vocab = load_vocab()
     if n_cells or quick:
-        return _run_size(n_cells or 20_000)[0]
-    rows, official = _run_size(TILE)
-    return rows + _run_size(10 * TILE, official_at_tile=official)[0]
+        return _run_size(n_cells or 20_000, vocab)[0]
+    rows, official = _run_size(TILE, vocab)
+    return rows + _run_size(10 * TILE, vocab, official_at_tile=official)[0]
 
 
-def _run_size(n_cells: int, official_at_tile: dict | None = None) -> tuple[list[dict], dict | None]:
+def _run_size(
+    n_cells: int, vocab: tuple, official_at_tile: dict | None = None
+) -> tuple[list[dict], dict | None]:
+    """Rows for one file size; ``vocab`` is :func:`load_vocab`'s ``(vocab, is_official)``."""
     import maxtoki as mt
 
-    vocab, official_vocab = load_vocab()
+    vocab, official_vocab = vocab
     path = dataset_path(n_cells)
     label = f"{n_cells:,} cells × {N_GENES:,} genes, load avg {os.getloadavg()[0]:.1f}"
     if not official_vocab:
@@ -383,7 +387,7 @@ def _run_size(n_cells: int, official_at_tile: dict | None = None) -> tuple[list[
 
     if official_at_tile is None:  # the kernel rows do not depend on the file size
         ours, base, ours_cpu, base_cpu, genes = kernel_rates(path, vocab, min(n_cells, 20_000),
-                                                             3_000)
+                                                             min(n_cells, 3_000))
         threads = f"{mt.settings.n_threads} threads vs NumPy's 1"
         rows.append({"benchmark": "tokenize", "setting": f"ranking kernel alone, in memory, "
                      f"{genes:,.0f} genes/cell, {threads}, wall clock", "ours": ours,

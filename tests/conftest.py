@@ -23,8 +23,10 @@ def reference_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _restore_settings():
     """Give every test the settings it started with back (some tests quiet the logs)."""
+    import dataclasses
+
     import maxtoki as mt
 
-    names = ("verbosity", "n_jobs", "device", "batch_size", "figdir", "progress")
+    names = [field.name.lstrip("_") for field in dataclasses.fields(mt.settings)]
     with mt.settings.override(**{name: getattr(mt.settings, name) for name in names}):
         yield
