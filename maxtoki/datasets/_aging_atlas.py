@@ -1,16 +1,99 @@
-"""The simulated human aging atlas with known ground truth: :func:`maxtoki.datasets.aging_atlas`."""
+r"""The simulated human aging atlas with known ground truth: :func:`maxtoki.datasets.aging_atlas`.
+
+The generator runs in stages, one function each: argument validation (:func:`_check_arguments`),
+cell types and aging programs (:func:`_cell_type_programs`), genes (``_simulate_genes`` in
+:mod:`._atlas_genes`: the gene plan, each kind of gene, loadings, random order), donors
+(:func:`_simulate_donors`), cells (:func:`_sample_cells`), counts generated chunk by chunk into
+CSR buffers (``_simulate_counts`` in :mod:`._atlas_counts`) and the annotations
+(:func:`_var_table`, :func:`_obs_table`, :func:`_ground_truth`). Three independent random streams
+are spawned from ``seed``: one for the programs and genes, one for the donors and one for the
+cells; each stage draws from its stream in a fixed order, so the same arguments give the same
+atlas bit for bit. ``docs/atlas.md`` explains the model for users; the details, with every
+constant, follow.
+
+**Generative model.** For cell :math:`c` of donor :math:`d` and cell type :math:`k`, the
+log-mean of gene :math:`g` is
+
+.. math::
+
+    \eta_{cg} = \beta_g + o_{kg} + s_{g,\mathrm{sex}(d)} + u_{dg} + m_{cg}
+                + \sum_f L_{gf} z_{cf}
+
+- :math:`\beta_g` (``var['baseline_log_expression']``): gene baseline, drawn per kind of
+  gene; housekeeping genes are high, and most program genes are expressed at every age so
+  that aging moves their *level and rank*, not only their presence.
+- :math:`o_{kg}` (``varm['aging_atlas_cell_type_offset']``): cell-type identity. Each type
+  has marker genes (+2.5 to +4) and two identity TFs (+3), and small offsets
+  (:math:`N(0, 0.4^2)`) on every other gene; program genes get another
+  :math:`N(0, 0.3^2)` plus :math:`\sum_p L_{gp} b_{kp}`, a shift of the type along each
+  program's aging direction (``uns['aging_atlas']['cell_type_program_shift']``). The
+  training types' shifts average zero; held-out types sit 0.12 activity units *younger* on
+  every monotonic program. So absolute expression maps to age differently per type while
+  *changes* with age are shared: a global model trained on other types is biased on a
+  held-out type, a comparison with context cells of the same type is not.
+- :math:`s`: sex genes, 3 female- and 5 male-specific (+3 in their sex, -4 in the other).
+- :math:`u_{dg} \sim N(0, \mathrm{donor\_noise}^2)`: donor effect on every gene (a tenth
+  of it on housekeeping genes).
+- :math:`m_{cg}`: disease markers, +2.5 in the marker cell type of diseased donors.
+- :math:`z_{cf}`: latent activity of regulator :math:`f`. Seven shared programs
+  (development, maturation, midlife, inflammaging, senescence, proteostasis, sex_hormone)
+  are each driven by two TFs. A TF's own expression (loading 1.4–2.0) and its targets
+  (loadings ±0.6–1.6, three quarters positive; a target follows one or both TFs) load on
+  the same latent
+  ``z = shift_kp + gain_kp * (a_p(biological age, sex) + donor deviation + cell noise +
+  TF noise)``, so the TFs change with age and their targets follow them. ``a_p`` is the
+  program's curve, between about 0 and 1 over life (monotonic or not; tabulated in
+  ``uns``); ``gain_kp`` in [0.6, 1.4] makes aging only partly shared across types. Each
+  cell type also has one private monotonic program (a sigmoid in age, no TF) acting only
+  in that type. The donor deviation (:math:`N(0, (0.1\,\mathrm{donor\_noise})^2)`) and the
+  cell noise (:math:`N(0, \mathrm{cell\_noise}^2)`) are shared by all genes of a program,
+  the TF noise (half the cell noise) by one TF and its targets: a single cell can look
+  older or younger than its donor, and context cells of the same type average that out.
+  All loadings are multiplied by ``age_effect``.
+
+Counts. Housekeeping genes take a fixed share of each cell's library (their share at the
+cell type's baseline), so they stay flat after normalisation; the rest of the library is
+spread over the other genes by a softmax of :math:`\eta`. The library size :math:`\ell_c`
+is log-normal around ``library_size`` (log-sd 0.35 per cell and 0.15 per donor, clipped to
+[library_size/4, 4 library_size]). Counts are negative binomial (gamma-Poisson) with mean
+:math:`\mu_{cg}` and gene-specific size :math:`r_g` (``var['nb_dispersion']``, 1–20; 30
+for housekeeping genes), then set to zero with probability
+``dropout * sigmoid(-1.5 log(mu))`` (extra dropout of lowly expressed genes). Cells are
+generated in chunks straight into the CSR buffers, so memory grows with the number of
+non-zeros, never with cells × genes.
+
+Donors. Controls are the majority; for each sex their ages are spread evenly from birth
+(youngest within a year of 0) to ``max_age_years`` (oldest 90 years or more), so a healthy
+reference exists for every age, sex and cell type. Diseased and resilient donors are adults
+(55–95 % of ``max_age_years``). Sexes alternate and are balanced to within one donor.
+Cell-type proportions vary by donor (Dirichlet around equal proportions). ``fibrosis``
+donors' fibroblasts are ``fibrosis_acceleration_months`` older biologically (their
+programs run at the biological age) and ``alzheimer`` donors' microglia
+``alzheimer_acceleration_months`` older; ``resilient`` donors' microglia carry the
+alzheimer markers with no acceleration. Every other cell of a diseased donor is
+unaffected.
+
+Signal strength (checked in the tests at the defaults). Within each cell type, among
+control cells, the monotonic genes of the shared programs and of the type's own program
+have log-normalised expression whose absolute Spearman correlation with age averages above
+0.2 in every type and above 0.25 over types; housekeeping genes average below 0.1.
+Realised ``n_counts`` lie between ``library_size / 10`` and ``10 * library_size``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 from anndata import AnnData
 
 from .. import logging as logg
+from ._atlas_counts import _private_activity, _shared_activity, _simulate_counts
+from ._atlas_genes import _N_TF_PER_PROGRAM, _SHARED_PROGRAMS, _Genes, _min_genes, _simulate_genes
 
 __all__ = ["aging_atlas"]
 
@@ -43,59 +126,8 @@ _AFFECTED = {
     "resilient": ("", "microglia", "alzheimer"),
 }
 
-#: Shared, TF-driven aging programs: name, shape, symbol tag of their genes.
-_SHARED_PROGRAMS = (
-    ("development", "decreasing", "DEV"),
-    ("maturation", "non-monotonic", "MAT"),
-    ("midlife", "non-monotonic", "MID"),
-    ("inflammaging", "increasing", "INFL"),
-    ("senescence", "increasing", "SEN"),
-    ("proteostasis", "decreasing", "PROT"),
-    ("sex_hormone", "non-monotonic", "HORM"),
-)
-_N_TF_PER_PROGRAM = 2
 _HELDOUT_SHIFT = 0.12  # how much younger held-out types look on monotonic programs (activity)
-_CHUNK_ELEMENTS = 3_000_000  # cells x genes generated at once (~12 MB per float32 array)
 _AGE_GRID_MONTHS = np.arange(0, 1441, 12)  # 0-120 years, yearly, for the recorded curves
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def _shared_activity(t: np.ndarray, female: np.ndarray) -> np.ndarray:
-    """Activity (about 0–1) of the shared programs at age ``t`` in years; shape ``(n, 7)``."""
-    t = np.asarray(t, dtype=np.float64)
-    female = np.asarray(female, dtype=bool)
-    horm_f = _sigmoid((t - 12.5) / 1.5) * (1.0 - 0.85 * _sigmoid((t - 50.0) / 2.5))
-    horm_m = _sigmoid((t - 13.5) / 1.5) * (1.0 - 0.5 * np.clip((t - 30.0) / 60.0, 0.0, 1.0))
-    return np.stack(
-        [
-            np.exp(-t / 7.0),  # development: high at birth, gone by the twenties
-            np.exp(-0.5 * ((t - 20.0) / 8.0) ** 2),  # maturation: peaks at 20 years
-            np.exp(-0.5 * ((t - 50.0) / 12.0) ** 2),  # midlife: peaks at 50 years
-            _sigmoid((t - 60.0) / 10.0),  # inflammaging: rises late
-            t / 90.0,  # senescence: linear increase
-            1.0 - (t / 95.0) ** 2,  # proteostasis: slow, then faster decline
-            np.where(female, horm_f, horm_m),  # sex hormones: puberty, menopause / slow decline
-        ],
-        axis=1,
-    )
-
-
-def _private_activity(t: np.ndarray, midpoints: np.ndarray, directions: np.ndarray) -> np.ndarray:
-    """Activity of the cell-type-specific programs (monotonic sigmoids); shape ``(n, n_types)``."""
-    up = _sigmoid((np.asarray(t, dtype=np.float64)[:, None] - midpoints[None, :]) / 15.0)
-    return np.where(directions[None, :] > 0, up, 1.0 - up)
-
-
-def _grow(buffer: np.ndarray, size: int) -> np.ndarray:
-    """Resize a 1-d buffer in place where possible (no second copy in memory)."""
-    try:
-        buffer.resize(size, refcheck=False)
-    except ValueError:  # not owning its memory
-        buffer = np.resize(buffer, size)
-    return buffer
 
 
 def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
@@ -121,35 +153,6 @@ def _check_real(
     return value
 
 
-def _gene_plan(n_genes: int, n_types: int) -> list[tuple[str, int]]:
-    """How many genes of each kind; the background takes what is left."""
-    n_tf_age = _N_TF_PER_PROGRAM * len(_SHARED_PROGRAMS)
-    plan = [
-        ("housekeeping", max(5, round(0.04 * n_genes))),
-        ("age_tf", n_tf_age),
-        ("identity_tf", 2 * n_types),
-        ("other_tf", max(3, round(0.02 * n_genes))),
-        ("program_target", max(3 * len(_SHARED_PROGRAMS), round(0.2 * n_genes))),
-        ("private_target", n_types * max(3, round(0.01 * n_genes))),
-        ("cell_type_marker", n_types * max(3, round(0.02 * n_genes))),
-        ("sex_female", 3),
-        ("sex_male", 5),
-        ("disease_fibrosis", max(4, round(0.006 * n_genes))),
-        ("disease_alzheimer", max(4, round(0.006 * n_genes))),
-    ]
-    n_background = n_genes - sum(n for _, n in plan)
-    plan.append(("background", n_background))
-    return plan
-
-
-def _min_genes(n_types: int) -> int:
-    """Smallest ``n_genes`` that leaves at least 20 background genes."""
-    n = 100
-    while _gene_plan(n, n_types)[-1][1] < 20:
-        n += 1
-    return n
-
-
 def _stratified_ages(
     n: int, low: float, high: float, rng: np.random.Generator, *, top_floor: float | None = None
 ) -> np.ndarray:
@@ -168,6 +171,549 @@ def _stratified_ages(
     floor = high - end if top_floor is None else max(high - end, top_floor)
     jitter[-1] = -rng.uniform(0.0, high - floor)
     return np.clip(base + jitter, low, high)
+
+
+# ------------------------------------------------------------------------------------ arguments
+@dataclass(frozen=True)
+class _Params:
+    """The validated arguments of :func:`aging_atlas`, in the order of its signature."""
+
+    n_donors: int
+    n_cells_per_donor: int
+    n_genes: int
+    n_cell_types: int
+    n_heldout_cell_types: int
+    disease_fraction: float
+    fibrosis_acceleration_months: int
+    alzheimer_acceleration_months: int
+    max_age_years: float
+    library_size: float
+    age_effect: float
+    donor_noise: float
+    cell_noise: float
+    dropout: float
+    seed: int
+
+    @property
+    def n_cells(self) -> int:
+        """Number of cells of the atlas."""
+        return self.n_donors * self.n_cells_per_donor
+
+
+def _check_arguments(args: dict) -> _Params:
+    """Validate the arguments of :func:`aging_atlas`.
+
+    Parameters
+    ----------
+    args
+        The arguments by name, as passed.
+
+    Returns
+    -------
+    The validated arguments (Python ``int`` and ``float``). They are checked in a fixed order,
+    so the first invalid one is the one reported.
+    """
+    n_donors = _check_int("n_donors", args["n_donors"], 4)
+    n_cells_per_donor = _check_int("n_cells_per_donor", args["n_cells_per_donor"], 1)
+    n_cell_types = _check_int("n_cell_types", args["n_cell_types"], 3, len(_CELL_TYPES))
+    n_heldout = _check_int(
+        "n_heldout_cell_types", args["n_heldout_cell_types"], 0, n_cell_types - 2
+    )
+    min_genes = max(200, _min_genes(n_cell_types))
+    # keyword arguments are evaluated in order: the checks below run top to bottom
+    return _Params(
+        n_donors=n_donors,
+        n_cells_per_donor=n_cells_per_donor,
+        n_genes=_check_int("n_genes", args["n_genes"], min_genes),
+        n_cell_types=n_cell_types,
+        n_heldout_cell_types=n_heldout,
+        disease_fraction=_check_real(
+            "disease_fraction", args["disease_fraction"], 0.0, 0.5, open_max=True
+        ),
+        fibrosis_acceleration_months=_check_int(
+            "fibrosis_acceleration_months", args["fibrosis_acceleration_months"], 0, 600
+        ),
+        alzheimer_acceleration_months=_check_int(
+            "alzheimer_acceleration_months", args["alzheimer_acceleration_months"], 0, 600
+        ),
+        max_age_years=_check_real("max_age_years", args["max_age_years"], 90.0, 120.0),
+        library_size=_check_real("library_size", args["library_size"], 100.0, 1e6),
+        age_effect=_check_real("age_effect", args["age_effect"], 0.0, 5.0),
+        donor_noise=_check_real("donor_noise", args["donor_noise"], 0.0, 2.0),
+        cell_noise=_check_real("cell_noise", args["cell_noise"], 0.0, 2.0),
+        dropout=_check_real("dropout", args["dropout"], 0.0, 1.0, open_max=True),
+        seed=_check_int("seed", args["seed"], 0),
+    )
+
+
+# ------------------------------------------------------------------------- programs (per type)
+@dataclass
+class _Programs:
+    """Cell types and aging programs: the shared ones first, then one private one per type."""
+
+    cell_types: list[str]
+    tags: tuple[str, ...]  # symbol tag of each cell type
+    heldout: list[str]
+    is_heldout_type: np.ndarray
+    names: list[str]
+    shapes: list[str]  # 'increasing', 'decreasing' or 'non-monotonic'
+    private_midpoint: np.ndarray  # age (years) at the middle of each private sigmoid
+    private_direction: np.ndarray  # +1 increasing, -1 decreasing
+    gain: np.ndarray  # cell types x programs
+    shift: np.ndarray  # cell types x programs
+    factor_program: np.ndarray  # program of each latent factor (TF latents, private programs)
+
+    @property
+    def n_shared(self) -> int:
+        """Number of shared (TF-driven) programs."""
+        return len(_SHARED_PROGRAMS)
+
+    @property
+    def n_programs(self) -> int:
+        """Number of programs, shared and private."""
+        return len(self.names)
+
+    @property
+    def n_factors(self) -> int:
+        """Number of latent factors: one per driver TF, one per private program."""
+        return self.factor_program.size
+
+
+def _cell_type_programs(p: _Params, rng: np.random.Generator) -> _Programs:
+    """Draw the private programs and each cell type's gain and shift along every program.
+
+    Parameters
+    ----------
+    p
+        The validated arguments.
+    rng
+        The genes' random stream (drawn from first).
+
+    Returns
+    -------
+    The cell types and programs.
+    """
+    n_cell_types, n_heldout = p.n_cell_types, p.n_heldout_cell_types
+    cell_types = list(_CELL_TYPES[:n_cell_types])
+    heldout = cell_types[n_cell_types - n_heldout :] if n_heldout else []
+    is_heldout_type = np.array([t in heldout for t in cell_types])
+    n_shared = len(_SHARED_PROGRAMS)
+    n_programs = n_shared + n_cell_types
+    names = [q[0] for q in _SHARED_PROGRAMS] + [f"{t.replace(' ', '_')}_aging" for t in cell_types]
+
+    priv_mid = rng.uniform(25.0, 65.0, n_cell_types)
+    priv_dir = np.where(np.arange(n_cell_types) % 2 == 0, 1.0, -1.0)
+    rng.shuffle(priv_dir)
+    shapes = [q[1] for q in _SHARED_PROGRAMS] + [
+        "increasing" if d > 0 else "decreasing" for d in priv_dir
+    ]
+    gain = np.zeros((n_cell_types, n_programs))
+    gain[:, :n_shared] = rng.uniform(0.6, 1.4, (n_cell_types, n_shared))
+    gain[:, n_shared:] = np.eye(n_cell_types)
+    shift = np.zeros((n_cell_types, n_programs))
+    shift[:, :n_shared] = rng.normal(0.0, 0.25, (n_cell_types, n_shared))
+    shift[~is_heldout_type, :n_shared] -= shift[~is_heldout_type, :n_shared].mean(axis=0)
+    # held-out types look younger than they are on the monotonic programs (relative to the
+    # training types, whose shifts average 0): a global model trained on the other types is
+    # biased there, comparing with same-type context is not
+    direction = np.array([{"increasing": 1.0, "decreasing": -1.0}.get(s, 0.0) for s in shapes])
+    mono_shared = direction[:n_shared] != 0
+    shift[np.ix_(is_heldout_type, mono_shared)] = -_HELDOUT_SHIFT * direction[:n_shared][
+        mono_shared
+    ] + rng.normal(0.0, 0.03, (n_heldout, mono_shared.sum()))
+    factor_program = np.concatenate(
+        [np.repeat(np.arange(n_shared), _N_TF_PER_PROGRAM), n_shared + np.arange(n_cell_types)]
+    )
+    return _Programs(
+        cell_types=cell_types,
+        tags=_CELL_TYPE_TAGS[:n_cell_types],
+        heldout=heldout,
+        is_heldout_type=is_heldout_type,
+        names=names,
+        shapes=shapes,
+        private_midpoint=priv_mid,
+        private_direction=priv_dir,
+        gain=gain,
+        shift=shift,
+        factor_program=factor_program,
+    )
+
+
+# --------------------------------------------------------------------------------------- donors
+@dataclass
+class _Donors:
+    """Donors in their final order (controls first, then fibrosis, alzheimer, resilient)."""
+
+    names: list[str]
+    female: np.ndarray
+    age: np.ndarray  # chronological age in months (int32)
+    condition: np.ndarray  # index into _CONDITIONS
+    effect: np.ndarray  # donors x genes, on log expression (float32)
+    program_deviation: np.ndarray  # donors x programs
+    log_library: np.ndarray  # per-donor shift of the log library size
+    composition: np.ndarray  # donors x cell types: expected proportions
+
+
+def _donor_sexes_ages_conditions(
+    p: _Params, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sex, age (months) and condition of every donor.
+
+    Controls alternate sexes, their ages spread over the whole life span for each sex; diseased
+    and resilient donors are adults. Donors are numbered controls first (by age, sexes
+    interleaved), then the conditions in order.
+
+    Parameters
+    ----------
+    p
+        The validated arguments.
+    rng
+        The donors' random stream (drawn from first).
+
+    Returns
+    -------
+    Whether each donor is female, the donors' ages in months (int32) and their conditions
+    (indices into ``_CONDITIONS``).
+    """
+    n_donors = p.n_donors
+    n_noncontrol = round(p.disease_fraction * n_donors)
+    n_per_condition = [n_noncontrol // 3 + (i < n_noncontrol % 3) for i in range(3)]
+    n_control = n_donors - n_noncontrol
+    max_age_months = p.max_age_years * 12.0
+    donor_female = np.zeros(n_donors, dtype=bool)
+    donor_age = np.zeros(n_donors)
+    donor_condition = np.zeros(n_donors, dtype=np.int64)
+    n_f = (n_control + 1) // 2
+    donor_female[:n_control] = np.arange(n_control) < n_f
+    floor = 90.0 * 12.0  # the oldest control of each sex (when there are 2+) is 90 or older
+    donor_age[:n_f] = _stratified_ages(n_f, 0.0, max_age_months, rng, top_floor=floor)
+    donor_age[n_f:n_control] = _stratified_ages(
+        n_control - n_f, 0.0, max_age_months, rng, top_floor=floor
+    )
+    i = n_control
+    female_next = n_f <= n_control - n_f  # give the next donor to the smaller sex
+    for c, n in enumerate(n_per_condition, start=1):
+        if n == 0:
+            continue
+        sl = slice(i, i + n)
+        sexes = (np.arange(n) % 2 == 0) == female_next
+        donor_female[sl] = sexes
+        female_next = female_next ^ (n % 2 == 1)
+        donor_age[sl] = rng.permutation(
+            _stratified_ages(n, 0.55 * max_age_months, 0.95 * max_age_months, rng)
+        )
+        donor_condition[sl] = c
+        i += n
+    donor_age = np.rint(donor_age).astype(np.int32)
+    # interleave control sexes in the donor order (D00 female, D01 male, ...)
+    order = np.concatenate(
+        [np.ravel(np.column_stack([np.arange(n_f)[: n_control - n_f], np.arange(n_f, n_control)])),
+         np.arange(n_control - n_f, n_f),
+         np.arange(n_control, n_donors)]
+    )  # fmt: skip
+    return donor_female[order], donor_age[order], donor_condition[order]
+
+
+def _simulate_donors(
+    p: _Params, programs: _Programs, genes: _Genes, rng: np.random.Generator
+) -> _Donors:
+    """Draw the donors: sex, age, condition, donor effects, library size and composition.
+
+    Parameters
+    ----------
+    p
+        The validated arguments.
+    programs
+        Cell types and programs.
+    genes
+        The genes, in their final order (housekeeping genes get a tenth of the donor effect).
+    rng
+        The donors' random stream.
+
+    Returns
+    -------
+    The donors.
+    """
+    n_donors = p.n_donors
+    female, age, condition = _donor_sexes_ages_conditions(p, rng)
+    width = max(2, len(str(n_donors - 1)))
+    donor_effect = rng.standard_normal((n_donors, p.n_genes), dtype=np.float32)
+    donor_effect *= np.float32(p.donor_noise)
+    donor_effect[:, genes.kind == "housekeeping"] *= np.float32(0.1)
+    donor_dev = rng.normal(0.0, 0.1 * p.donor_noise, (n_donors, programs.n_programs))
+    donor_lib = rng.normal(0.0, 0.15, n_donors)
+    composition = rng.dirichlet(np.full(p.n_cell_types, 10.0), n_donors)
+    return _Donors(
+        names=[f"D{i:0{width}d}" for i in range(n_donors)],
+        female=female,
+        age=age,
+        condition=condition,
+        effect=donor_effect,
+        program_deviation=donor_dev,
+        log_library=donor_lib,
+        composition=composition,
+    )
+
+
+@dataclass
+class _Conditions:
+    """Per condition (in ``_CONDITIONS`` order): planted acceleration and affected cell types."""
+
+    acceleration: dict[str, int]  # months, by condition name
+    accelerated_type: np.ndarray  # index of the accelerated cell type, -1 for none
+    marker_type: np.ndarray  # index of the cell type carrying disease markers, -1 for none
+    marker_row: np.ndarray  # row of the marker set in ``_Genes.disease_eff``, -1 for none
+    acceleration_by_condition: np.ndarray  # months
+
+
+def _condition_effects(p: _Params, cell_types: list[str]) -> _Conditions:
+    """Which cell type each condition accelerates and marks, and by how many months."""
+    acceleration = {
+        "control": 0,
+        "fibrosis": p.fibrosis_acceleration_months,
+        "alzheimer": p.alzheimer_acceleration_months,
+        "resilient": 0,
+    }
+    accel_type = np.full(len(_CONDITIONS), -1)
+    marker_type = np.full(len(_CONDITIONS), -1)
+    marker_row = np.full(len(_CONDITIONS), -1)
+    for c, cond in enumerate(_CONDITIONS):
+        if cond in _AFFECTED:
+            acc_t, mark_t, mark_set = _AFFECTED[cond]
+            accel_type[c] = cell_types.index(acc_t) if acc_t and acceleration[cond] else -1
+            marker_type[c] = cell_types.index(mark_t)
+            marker_row[c] = ("fibrosis", "alzheimer").index(mark_set)
+    return _Conditions(
+        acceleration=acceleration,
+        accelerated_type=accel_type,
+        marker_type=marker_type,
+        marker_row=marker_row,
+        acceleration_by_condition=np.array([acceleration[c] for c in _CONDITIONS]),
+    )
+
+
+# ---------------------------------------------------------------------------------------- cells
+@dataclass
+class _Cells:
+    """Every cell's donor, type, condition, ages and target library size (ordered by donor)."""
+
+    donor: np.ndarray
+    cell_type: np.ndarray
+    condition: np.ndarray
+    planted: np.ndarray  # planted acceleration in months (int32)
+    marker_cell: np.ndarray  # expresses disease markers
+    age_months: np.ndarray  # chronological (int32)
+    bio_age: np.ndarray  # biological: age_months + planted
+    log_lib: np.ndarray  # log target library size
+
+
+def _sample_cells(
+    p: _Params, donors: _Donors, conditions: _Conditions, rng: np.random.Generator
+) -> _Cells:
+    """Sample each donor's cells (types from the donor's composition) and library sizes.
+
+    Parameters
+    ----------
+    p
+        The validated arguments.
+    donors
+        The donors.
+    conditions
+        What each condition does to which cell type.
+    rng
+        The cells' random stream (drawn from first).
+
+    Returns
+    -------
+    The cells.
+    """
+    n_donors, n_per_donor, library_size = p.n_donors, p.n_cells_per_donor, p.library_size
+    cell_donor = np.repeat(np.arange(n_donors), n_per_donor)
+    cell_type = np.empty(p.n_cells, dtype=np.int64)
+    for d in range(n_donors):
+        cell_type[d * n_per_donor : (d + 1) * n_per_donor] = rng.choice(
+            p.n_cell_types, n_per_donor, p=donors.composition[d]
+        )
+    cell_cond = donors.condition[cell_donor]
+    affected = conditions.accelerated_type[cell_cond] == cell_type
+    planted = np.where(affected, conditions.acceleration_by_condition[cell_cond], 0)
+    planted = planted.astype(np.int32)
+    age_months = donors.age[cell_donor]
+    log_lib = (
+        np.log(library_size) + donors.log_library[cell_donor] + rng.normal(0.0, 0.35, p.n_cells)
+    ).clip(np.log(library_size / 4), np.log(library_size * 4))
+    return _Cells(
+        donor=cell_donor,
+        cell_type=cell_type,
+        condition=cell_cond,
+        planted=planted,
+        marker_cell=conditions.marker_type[cell_cond] == cell_type,
+        age_months=age_months,
+        bio_age=age_months + planted,
+        log_lib=log_lib,
+    )
+
+
+@dataclass
+class _Atlas:
+    """Everything drawn before the counts, shared by the later stages."""
+
+    p: _Params
+    programs: _Programs
+    genes: _Genes
+    donors: _Donors
+    conditions: _Conditions
+    cells: _Cells
+
+
+# ---------------------------------------------------------------------------------- annotations
+def _var_table(genes: _Genes) -> pd.DataFrame:
+    """``var``: one row per gene (symbols as index), IDs numbered in the final order."""
+    kind = genes.kind
+    ensembl = [f"ENSG9{i + 1:010d}" for i in range(kind.size)]
+    return pd.DataFrame(
+        {
+            "ensembl_id": ensembl,
+            "gene_kind": pd.Categorical(kind, categories=[k for k, _ in genes.plan]),
+            "is_tf": np.char.endswith(kind.astype(str), "_tf"),
+            "is_housekeeping": kind == "housekeeping",
+            "age_program": genes.age_program.astype(str),
+            "age_trend": genes.trend.astype(str),
+            "regulators": genes.regulators.astype(str),
+            "program_loading": genes.program_loadings.sum(axis=1),
+            "cell_type_marker": genes.marker_of.astype(str),
+            "sex_specific": genes.sex_specific.astype(str),
+            "disease_marker": genes.disease_marker.astype(str),
+            "baseline_log_expression": genes.base,
+            "nb_dispersion": genes.r_nb,
+        },
+        index=pd.Index(genes.symbols.astype(str), name="gene_symbol"),
+    )
+
+
+def _obs_table(atlas: _Atlas, n_counts: np.ndarray) -> pd.DataFrame:
+    """``obs``: one row per cell, named ``<donor>-<index>``."""
+    p, donors, cells = atlas.p, atlas.donors, atlas.cells
+    cell_width = len(str(p.n_cells_per_donor - 1))
+    obs_names = [
+        f"{donors.names[d]}-{j:0{cell_width}d}"
+        for d in range(p.n_donors)
+        for j in range(p.n_cells_per_donor)
+    ]
+    cell_type = cells.cell_type
+    return pd.DataFrame(
+        {
+            "donor": pd.Categorical.from_codes(cells.donor, categories=donors.names),
+            "sex": pd.Categorical.from_codes(
+                np.where(donors.female[cells.donor], 0, 1), categories=["female", "male"]
+            ),
+            "age_months": cells.age_months.astype(np.int32),
+            "age_years": cells.age_months / 12.0,
+            "cell_type": pd.Categorical.from_codes(cell_type, categories=atlas.programs.cell_types),
+            "heldout_cell_type": atlas.programs.is_heldout_type[cell_type],
+            "condition": pd.Categorical.from_codes(cells.condition, categories=list(_CONDITIONS)),
+            "planted_acceleration_months": cells.planted,
+            "biological_age_months": cells.bio_age.astype(np.int32),
+            "disease_marker_cell": cells.marker_cell,
+            "n_counts": n_counts,
+        },
+        index=pd.Index(obs_names, name="cell"),
+    )
+
+
+def _program_curves(programs: _Programs) -> dict[str, np.ndarray]:
+    """Activity of every program on the yearly age grid, by sex (programs x grid)."""
+    grid_years = _AGE_GRID_MONTHS / 12.0
+    curves = {}
+    for sex, female in (("female", True), ("male", False)):
+        fem = np.full(grid_years.size, female)
+        curves[sex] = np.concatenate(
+            [
+                _shared_activity(grid_years, fem),
+                _private_activity(
+                    grid_years, programs.private_midpoint, programs.private_direction
+                ),
+            ],
+            axis=1,
+        ).T
+    return curves
+
+
+def _ground_truth(atlas: _Atlas) -> dict:
+    """``uns['aging_atlas']``: the arguments and everything that was planted."""
+    p, programs, conditions = atlas.p, atlas.programs, atlas.conditions
+    cell_types, n_shared = programs.cell_types, programs.n_shared
+    curves = _program_curves(programs)
+    program_tfs = [
+        ",".join(atlas.genes.tf_symbol[q * _N_TF_PER_PROGRAM + t] for t in range(_N_TF_PER_PROGRAM))
+        for q in range(n_shared)
+    ] + [""] * p.n_cell_types
+    accel_type, marker_type = conditions.accelerated_type, conditions.marker_type
+    return {
+        "params": dataclasses.asdict(p),
+        "cell_types": cell_types,
+        "heldout_cell_types": np.array(programs.heldout, dtype=str),
+        "training_cell_types": [t for t in cell_types if t not in programs.heldout],
+        "conditions": list(_CONDITIONS),
+        "acceleration_months": conditions.acceleration,
+        "accelerated_cell_type": {
+            c: (cell_types[accel_type[i]] if accel_type[i] >= 0 else "")
+            for i, c in enumerate(_CONDITIONS)
+        },
+        "marker_cell_type": {
+            c: (cell_types[marker_type[i]] if marker_type[i] >= 0 else "")
+            for i, c in enumerate(_CONDITIONS)
+        },
+        "programs": programs.names,
+        "program_shape": programs.shapes,
+        "program_tfs": program_tfs,
+        "program_cell_type": [""] * n_shared + cell_types,
+        "cell_type_program_gain": programs.gain,
+        "cell_type_program_shift": programs.shift,
+        "age_grid_months": _AGE_GRID_MONTHS.copy(),
+        "program_activity_female": curves["female"],
+        "program_activity_male": curves["male"],
+        "donors": atlas.donors.names,
+        "donor_program_deviation": atlas.donors.program_deviation,
+        "library_size_range": np.array([p.library_size / 4, p.library_size * 4]),
+        "n_counts_range": np.array([p.library_size / 10, p.library_size * 10]),
+    }
+
+
+def _simulate(p: _Params) -> AnnData:
+    """Run every stage of the generator on validated arguments (see the module docstring)."""
+    n_cells, n_genes = p.n_cells, p.n_genes
+    start = logg.info(
+        f"simulating aging atlas: {p.n_donors} donors x {p.n_cells_per_donor} cells,"
+        f" {n_genes} genes"
+    )
+    # independent streams: genes, donors, cells (gene parameters do not depend on the donors)
+    rng_genes, rng_donors, rng_cells = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(p.seed).spawn(3)
+    )
+    programs = _cell_type_programs(p, rng_genes)
+    genes = _simulate_genes(p, programs, rng_genes)
+    donors = _simulate_donors(p, programs, genes, rng_donors)
+    conditions = _condition_effects(p, programs.cell_types)
+    cells = _sample_cells(p, donors, conditions, rng_cells)
+    atlas = _Atlas(p, programs, genes, donors, conditions, cells)
+    X, n_counts, activity = _simulate_counts(atlas, rng_cells)
+
+    adata = AnnData(
+        X=X,
+        obs=_obs_table(atlas, n_counts),
+        var=_var_table(genes),
+        uns={"aging_atlas": _ground_truth(atlas)},
+    )
+    adata.varm["aging_atlas_cell_type_offset"] = genes.offset.T.copy()
+    adata.varm["aging_atlas_loadings"] = genes.program_loadings
+    adata.obsm["aging_atlas_activity"] = activity
+    logg.info(
+        f"    finished: {n_cells} cells x {n_genes} genes, {X.nnz / max(1, n_cells * n_genes):.1%}"
+        " non-zero",
+        time=start,
+    )
+    return adata
 
 
 def aging_atlas(
@@ -196,73 +742,8 @@ def aging_atlas(
     capability (tokenisation, training, age prediction, age acceleration, attention, generation)
     can be checked against what was planted. See ``docs/atlas.md`` for a longer explanation.
 
-    **Generative model.** For cell :math:`c` of donor :math:`d` and cell type :math:`k`, the
-    log-mean of gene :math:`g` is
-
-    .. math::
-
-        \eta_{cg} = \beta_g + o_{kg} + s_{g,\mathrm{sex}(d)} + u_{dg} + m_{cg}
-                    + \sum_f L_{gf} z_{cf}
-
-    - :math:`\beta_g` (``var['baseline_log_expression']``): gene baseline, drawn per kind of
-      gene; housekeeping genes are high, and most program genes are expressed at every age so
-      that aging moves their *level and rank*, not only their presence.
-    - :math:`o_{kg}` (``varm['aging_atlas_cell_type_offset']``): cell-type identity. Each type
-      has marker genes (+2.5 to +4) and two identity TFs (+3), and small offsets
-      (:math:`N(0, 0.4^2)`) on every other gene; program genes get another
-      :math:`N(0, 0.3^2)` plus :math:`\sum_p L_{gp} b_{kp}`, a shift of the type along each
-      program's aging direction (``uns['aging_atlas']['cell_type_program_shift']``). The
-      training types' shifts average zero; held-out types sit 0.12 activity units *younger* on
-      every monotonic program. So absolute expression maps to age differently per type while
-      *changes* with age are shared: a global model trained on other types is biased on a
-      held-out type, a comparison with context cells of the same type is not.
-    - :math:`s`: sex genes, 3 female- and 5 male-specific (+3 in their sex, -4 in the other).
-    - :math:`u_{dg} \sim N(0, \mathrm{donor\_noise}^2)`: donor effect on every gene (a tenth
-      of it on housekeeping genes).
-    - :math:`m_{cg}`: disease markers, +2.5 in the marker cell type of diseased donors.
-    - :math:`z_{cf}`: latent activity of regulator :math:`f`. Seven shared programs
-      (development, maturation, midlife, inflammaging, senescence, proteostasis, sex_hormone)
-      are each driven by two TFs. A TF's own expression (loading 1.4–2.0) and its targets
-      (loadings ±0.6–1.6, three quarters positive; a target follows one or both TFs) load on
-      the same latent
-      ``z = shift_kp + gain_kp * (a_p(biological age, sex) + donor deviation + cell noise +
-      TF noise)``, so the TFs change with age and their targets follow them. ``a_p`` is the
-      program's curve, between about 0 and 1 over life (monotonic or not; tabulated in
-      ``uns``); ``gain_kp`` in [0.6, 1.4] makes aging only partly shared across types. Each
-      cell type also has one private monotonic program (a sigmoid in age, no TF) acting only
-      in that type. The donor deviation (:math:`N(0, (0.1\,\mathrm{donor\_noise})^2)`) and the
-      cell noise (:math:`N(0, \mathrm{cell\_noise}^2)`) are shared by all genes of a program,
-      the TF noise (half the cell noise) by one TF and its targets: a single cell can look
-      older or younger than its donor, and context cells of the same type average that out.
-      All loadings are multiplied by ``age_effect``.
-
-    Counts. Housekeeping genes take a fixed share of each cell's library (their share at the
-    cell type's baseline), so they stay flat after normalisation; the rest of the library is
-    spread over the other genes by a softmax of :math:`\eta`. The library size :math:`\ell_c`
-    is log-normal around ``library_size`` (log-sd 0.35 per cell and 0.15 per donor, clipped to
-    [library_size/4, 4 library_size]). Counts are negative binomial (gamma-Poisson) with mean
-    :math:`\mu_{cg}` and gene-specific size :math:`r_g` (``var['nb_dispersion']``, 1–20; 30
-    for housekeeping genes), then set to zero with probability
-    ``dropout * sigmoid(-1.5 log(mu))`` (extra dropout of lowly expressed genes). Cells are
-    generated in chunks straight into the CSR buffers, so memory grows with the number of
-    non-zeros, never with cells × genes.
-
-    Donors. Controls are the majority; for each sex their ages are spread evenly from birth
-    (youngest within a year of 0) to ``max_age_years`` (oldest 90 years or more), so a healthy
-    reference exists for every age, sex and cell type. Diseased and resilient donors are adults
-    (55–95 % of ``max_age_years``). Sexes alternate and are balanced to within one donor.
-    Cell-type proportions vary by donor (Dirichlet around equal proportions). ``fibrosis``
-    donors' fibroblasts are ``fibrosis_acceleration_months`` older biologically (their
-    programs run at the biological age) and ``alzheimer`` donors' microglia
-    ``alzheimer_acceleration_months`` older; ``resilient`` donors' microglia carry the
-    alzheimer markers with no acceleration. Every other cell of a diseased donor is
-    unaffected.
-
-    Signal strength (checked in the tests at the defaults). Within each cell type, among
-    control cells, the monotonic genes of the shared programs and of the type's own program
-    have log-normalised expression whose absolute Spearman correlation with age averages above
-    0.2 in every type and above 0.25 over types; housekeeping genes average below 0.1.
-    Realised ``n_counts`` lie between ``library_size / 10`` and ``10 * library_size``.
+    **Generative model** (in full: docstring of module ``maxtoki.datasets._aging_atlas``): TF-driven
+    aging programs and cell-type, sex, donor and disease effects set negative-binomial counts.
 
     Parameters
     ----------
@@ -383,478 +864,4 @@ def aging_atlas(
     >>> bool(adata.obs["age_months"].max() >= 90 * 12)
     True
     """
-    n_donors = _check_int("n_donors", n_donors, 4)
-    n_cells_per_donor = _check_int("n_cells_per_donor", n_cells_per_donor, 1)
-    n_cell_types = _check_int("n_cell_types", n_cell_types, 3, len(_CELL_TYPES))
-    n_heldout = _check_int("n_heldout_cell_types", n_heldout_cell_types, 0, n_cell_types - 2)
-    min_genes = max(200, _min_genes(n_cell_types))
-    n_genes = _check_int("n_genes", n_genes, min_genes)
-    disease_fraction = _check_real("disease_fraction", disease_fraction, 0.0, 0.5, open_max=True)
-    acc_fib = _check_int("fibrosis_acceleration_months", fibrosis_acceleration_months, 0, 600)
-    acc_ad = _check_int("alzheimer_acceleration_months", alzheimer_acceleration_months, 0, 600)
-    max_age_years = _check_real("max_age_years", max_age_years, 90.0, 120.0)
-    library_size = _check_real("library_size", library_size, 100.0, 1e6)
-    age_effect = _check_real("age_effect", age_effect, 0.0, 5.0)
-    donor_noise = _check_real("donor_noise", donor_noise, 0.0, 2.0)
-    cell_noise = _check_real("cell_noise", cell_noise, 0.0, 2.0)
-    dropout = _check_real("dropout", dropout, 0.0, 1.0, open_max=True)
-    seed = _check_int("seed", seed, 0)
-    n_cells = n_donors * n_cells_per_donor
-    start = logg.info(
-        f"simulating aging atlas: {n_donors} donors x {n_cells_per_donor} cells, {n_genes} genes"
-    )
-
-    # independent streams: genes, donors, cells (gene parameters do not depend on the donors)
-    rng_genes, rng_donors, rng_cells = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3)
-    )
-
-    cell_types = list(_CELL_TYPES[:n_cell_types])
-    tags = _CELL_TYPE_TAGS[:n_cell_types]
-    heldout = cell_types[n_cell_types - n_heldout :] if n_heldout else []
-    is_heldout_type = np.array([t in heldout for t in cell_types])
-    n_shared = len(_SHARED_PROGRAMS)
-    n_programs = n_shared + n_cell_types
-    programs = [p[0] for p in _SHARED_PROGRAMS] + [
-        f"{t.replace(' ', '_')}_aging" for t in cell_types
-    ]
-
-    # ---------------------------------------------------------------- programs (per cell type)
-    priv_mid = rng_genes.uniform(25.0, 65.0, n_cell_types)
-    priv_dir = np.where(np.arange(n_cell_types) % 2 == 0, 1.0, -1.0)
-    rng_genes.shuffle(priv_dir)
-    shapes = [p[1] for p in _SHARED_PROGRAMS] + [
-        "increasing" if d > 0 else "decreasing" for d in priv_dir
-    ]
-    gain = np.zeros((n_cell_types, n_programs))
-    gain[:, :n_shared] = rng_genes.uniform(0.6, 1.4, (n_cell_types, n_shared))
-    gain[:, n_shared:] = np.eye(n_cell_types)
-    shift = np.zeros((n_cell_types, n_programs))
-    shift[:, :n_shared] = rng_genes.normal(0.0, 0.25, (n_cell_types, n_shared))
-    shift[~is_heldout_type, :n_shared] -= shift[~is_heldout_type, :n_shared].mean(axis=0)
-    # held-out types look younger than they are on the monotonic programs (relative to the
-    # training types, whose shifts average 0): a global model trained on the other types is
-    # biased there, comparing with same-type context is not
-    direction = np.array([{"increasing": 1.0, "decreasing": -1.0}.get(s, 0.0) for s in shapes])
-    mono_shared = direction[:n_shared] != 0
-    shift[np.ix_(is_heldout_type, mono_shared)] = -_HELDOUT_SHIFT * direction[:n_shared][
-        mono_shared
-    ] + rng_genes.normal(0.0, 0.03, (n_heldout, mono_shared.sum()))
-
-    # ---------------------------------------------------------------------------------- genes
-    plan = _gene_plan(n_genes, n_cell_types)
-    kind = np.concatenate([np.full(n, k, dtype=object) for k, n in plan])
-    symbols = np.empty(n_genes, dtype=object)
-    age_program = np.full(n_genes, "", dtype=object)
-    regulators = np.full(n_genes, "", dtype=object)
-    marker_of = np.full(n_genes, "", dtype=object)
-    sex_specific = np.full(n_genes, "", dtype=object)
-    disease_marker = np.full(n_genes, "", dtype=object)
-    base = np.zeros(n_genes)
-    r_nb = np.exp(rng_genes.normal(np.log(4.0), 0.5, n_genes)).clip(1.0, 20.0)
-    n_factors = n_shared * _N_TF_PER_PROGRAM + n_cell_types  # TF latents + private programs
-    factor_program = np.concatenate(
-        [np.repeat(np.arange(n_shared), _N_TF_PER_PROGRAM), n_shared + np.arange(n_cell_types)]
-    )
-    loadings = np.zeros((n_genes, n_factors))
-    offset = rng_genes.normal(0.0, 0.4, (n_cell_types, n_genes))  # identity: every gene a bit
-    sex_eff = np.zeros((2, n_genes))  # rows: female, male
-    disease_eff = np.zeros((2, n_genes))  # rows: fibrosis markers, alzheimer markers
-
-    def idx(k: str) -> np.ndarray:
-        return np.flatnonzero(kind == k)
-
-    g = idx("housekeeping")
-    symbols[g] = [f"HKG{i + 1}" for i in range(g.size)]
-    base[g] = rng_genes.normal(3.2, 0.3, g.size)
-    offset[:, g] *= 0.1
-    r_nb[g] = 30.0
-
-    g = idx("age_tf")
-    tf_symbol = {}
-    for j, gene in enumerate(g):
-        p, t = divmod(j, _N_TF_PER_PROGRAM)
-        name, _, tag = _SHARED_PROGRAMS[p]
-        symbols[gene] = tf_symbol[j] = f"TF{tag}{t + 1}"
-        age_program[gene] = name
-        loadings[gene, j] = rng_genes.uniform(1.4, 2.0)
-    base[g] = rng_genes.normal(1.5, 0.4, g.size)
-
-    g = idx("identity_tf")
-    for j, gene in enumerate(g):
-        k, t = divmod(j, 2)
-        symbols[gene] = f"TF{tags[k]}{t + 1}"
-        marker_of[gene] = cell_types[k]
-        offset[k, gene] += 3.0
-    base[g] = rng_genes.normal(-1.0, 0.5, g.size)
-
-    g = idx("other_tf")
-    symbols[g] = [f"TFX{i + 1}" for i in range(g.size)]
-    base[g] = rng_genes.normal(0.0, 1.0, g.size)
-
-    g = idx("program_target")
-    per_program = np.array_split(g, n_shared)
-    counters = dict.fromkeys(range(n_shared), 0)
-    for p, genes in enumerate(per_program):
-        name, _, tag = _SHARED_PROGRAMS[p]
-        for gene in genes:
-            counters[p] += 1
-            symbols[gene] = f"{tag}{counters[p]}"
-            age_program[gene] = name
-            magnitude = rng_genes.uniform(0.6, 1.6) * (1.0 if rng_genes.random() < 0.75 else -1.0)
-            tfs = p * _N_TF_PER_PROGRAM + np.arange(_N_TF_PER_PROGRAM)
-            if rng_genes.random() < 0.7:
-                tfs = tfs[[rng_genes.integers(_N_TF_PER_PROGRAM)]]
-            loadings[gene, tfs] = magnitude / tfs.size
-            regulators[gene] = ",".join(tf_symbol[f] for f in tfs)
-    base[g] = rng_genes.normal(1.2, 0.9, g.size)
-
-    g = idx("private_target")
-    for k, genes in enumerate(np.array_split(g, n_cell_types)):
-        for i, gene in enumerate(genes):
-            symbols[gene] = f"{tags[k]}AGE{i + 1}"
-            age_program[gene] = programs[n_shared + k]
-            sign = 1.0 if rng_genes.random() < 0.75 else -1.0
-            loadings[gene, n_shared * _N_TF_PER_PROGRAM + k] = sign * rng_genes.uniform(0.6, 1.4)
-    base[g] = rng_genes.normal(1.0, 0.8, g.size)
-
-    g = idx("cell_type_marker")
-    for k, genes in enumerate(np.array_split(g, n_cell_types)):
-        symbols[genes] = [f"{tags[k]}M{i + 1}" for i in range(genes.size)]
-        marker_of[genes] = cell_types[k]
-        offset[k, genes] += rng_genes.uniform(2.5, 4.0, genes.size)
-    base[g] = rng_genes.normal(-1.5, 0.7, g.size)
-
-    g = idx("sex_female")
-    symbols[g] = [f"XF{i + 1}" for i in range(g.size)]
-    sex_specific[g] = "female"
-    base[g] = rng_genes.normal(0.5, 0.3, g.size)
-    sex_eff[0, g], sex_eff[1, g] = 3.0, -4.0
-
-    g = idx("sex_male")
-    symbols[g] = [f"YM{i + 1}" for i in range(g.size)]
-    sex_specific[g] = "male"
-    base[g] = rng_genes.normal(0.5, 0.3, g.size)
-    sex_eff[0, g], sex_eff[1, g] = -4.0, 3.0
-
-    for row, (k, tag) in enumerate((("fibrosis", "FIBROSIS"), ("alzheimer", "AD"))):
-        g = idx(f"disease_{k}")
-        symbols[g] = [f"{tag}{i + 1}" for i in range(g.size)]
-        disease_marker[g] = k
-        base[g] = rng_genes.normal(-1.5, 0.5, g.size)
-        disease_eff[row, g] = 2.5
-
-    g = idx("background")
-    symbols[g] = [f"GENE{i + 1}" for i in range(g.size)]
-    base[g] = rng_genes.normal(-0.5, 1.4, g.size)
-
-    # program genes: their own baseline per cell type, plus the type's shift along each program
-    is_program_gene = age_program != ""
-    offset[:, is_program_gene] += rng_genes.normal(0.0, 0.3, (n_cell_types, is_program_gene.sum()))
-    program_loadings = np.zeros((n_genes, n_programs))
-    np.add.at(program_loadings.T, factor_program, loadings.T)
-    # trend of each program gene with age: the program's shape times the sign of the loading
-    trend = np.full(n_genes, "", dtype=object)
-    for gi in np.flatnonzero(is_program_gene):
-        p = int(np.flatnonzero(program_loadings[gi])[0])
-        if shapes[p] == "non-monotonic":
-            trend[gi] = "non-monotonic"
-        else:
-            up = (shapes[p] == "increasing") == (program_loadings[gi, p] > 0)
-            trend[gi] = "increasing" if up else "decreasing"
-    loadings *= age_effect
-    program_loadings *= age_effect
-    offset += shift @ program_loadings.T
-
-    # genes in random order (so IDs and positions say nothing about the kind of gene)
-    perm = rng_genes.permutation(n_genes)
-    kind, symbols, age_program, regulators = (
-        kind[perm],
-        symbols[perm],
-        age_program[perm],
-        regulators[perm],
-    )
-    marker_of, sex_specific, disease_marker = (
-        marker_of[perm],
-        sex_specific[perm],
-        disease_marker[perm],
-    )
-    base, r_nb, is_program_gene, trend = base[perm], r_nb[perm], is_program_gene[perm], trend[perm]
-    loadings, program_loadings = loadings[perm], program_loadings[perm]
-    offset, sex_eff, disease_eff = offset[:, perm], sex_eff[:, perm], disease_eff[:, perm]
-
-    # ------------------------------------------------------------------------------- donors
-    n_noncontrol = round(disease_fraction * n_donors)
-    n_per_condition = [n_noncontrol // 3 + (i < n_noncontrol % 3) for i in range(3)]
-    n_control = n_donors - n_noncontrol
-    max_age_months = max_age_years * 12.0
-    # controls: alternate sexes, ages spread over the whole life span for each sex
-    donor_female = np.zeros(n_donors, dtype=bool)
-    donor_age = np.zeros(n_donors)
-    donor_condition = np.zeros(n_donors, dtype=np.int64)
-    n_f = (n_control + 1) // 2
-    donor_female[:n_control] = np.arange(n_control) < n_f
-    floor = 90.0 * 12.0  # the oldest control of each sex (when there are 2+) is 90 or older
-    donor_age[:n_f] = _stratified_ages(n_f, 0.0, max_age_months, rng_donors, top_floor=floor)
-    donor_age[n_f:n_control] = _stratified_ages(
-        n_control - n_f, 0.0, max_age_months, rng_donors, top_floor=floor
-    )
-    i = n_control
-    female_next = n_f <= n_control - n_f  # give the next donor to the smaller sex
-    for c, n in enumerate(n_per_condition, start=1):
-        if n == 0:
-            continue
-        sl = slice(i, i + n)
-        sexes = (np.arange(n) % 2 == 0) == female_next
-        donor_female[sl] = sexes
-        female_next = female_next ^ (n % 2 == 1)
-        donor_age[sl] = rng_donors.permutation(
-            _stratified_ages(n, 0.55 * max_age_months, 0.95 * max_age_months, rng_donors)
-        )
-        donor_condition[sl] = c
-        i += n
-    donor_age = np.rint(donor_age).astype(np.int32)
-    # interleave control sexes in the donor order (D00 female, D01 male, ...)
-    order = np.concatenate(
-        [np.ravel(np.column_stack([np.arange(n_f)[: n_control - n_f], np.arange(n_f, n_control)])),
-         np.arange(n_control - n_f, n_f),
-         np.arange(n_control, n_donors)]
-    )  # fmt: skip
-    donor_female, donor_age, donor_condition = (
-        donor_female[order], donor_age[order], donor_condition[order]
-    )  # fmt: skip
-    width = max(2, len(str(n_donors - 1)))
-    donor_names = [f"D{i:0{width}d}" for i in range(n_donors)]
-    donor_effect = rng_donors.standard_normal((n_donors, n_genes), dtype=np.float32)
-    donor_effect *= np.float32(donor_noise)
-    donor_effect[:, kind == "housekeeping"] *= np.float32(0.1)
-    donor_dev = rng_donors.normal(0.0, 0.1 * donor_noise, (n_donors, n_programs))
-    donor_lib = rng_donors.normal(0.0, 0.15, n_donors)
-    composition = rng_donors.dirichlet(np.full(n_cell_types, 10.0), n_donors)
-
-    acceleration = {"control": 0, "fibrosis": acc_fib, "alzheimer": acc_ad, "resilient": 0}
-    accel_type = np.full(len(_CONDITIONS), -1)
-    marker_type = np.full(len(_CONDITIONS), -1)
-    marker_row = np.full(len(_CONDITIONS), -1)
-    for c, cond in enumerate(_CONDITIONS):
-        if cond in _AFFECTED:
-            acc_t, mark_t, mark_set = _AFFECTED[cond]
-            accel_type[c] = cell_types.index(acc_t) if acc_t and acceleration[cond] else -1
-            marker_type[c] = cell_types.index(mark_t)
-            marker_row[c] = ("fibrosis", "alzheimer").index(mark_set)
-    accel_by_condition = np.array([acceleration[c] for c in _CONDITIONS])
-
-    # -------------------------------------------------------------------------------- cells
-    cell_donor = np.repeat(np.arange(n_donors), n_cells_per_donor)
-    cell_type = np.empty(n_cells, dtype=np.int64)
-    for d in range(n_donors):
-        cell_type[d * n_cells_per_donor : (d + 1) * n_cells_per_donor] = rng_cells.choice(
-            n_cell_types, n_cells_per_donor, p=composition[d]
-        )
-    cell_cond = donor_condition[cell_donor]
-    affected = accel_type[cell_cond] == cell_type
-    planted = np.where(affected, accel_by_condition[cell_cond], 0).astype(np.int32)
-    marker_cell = marker_type[cell_cond] == cell_type
-    age_months = donor_age[cell_donor]
-    bio_age = age_months + planted
-    log_lib = (
-        np.log(library_size) + donor_lib[cell_donor] + rng_cells.normal(0.0, 0.35, n_cells)
-    ).clip(np.log(library_size / 4), np.log(library_size * 4))
-
-    shared_f = np.ascontiguousarray(base[None, :] + sex_eff[0][None, :], dtype=np.float32)
-    shared_m = np.ascontiguousarray(base[None, :] + sex_eff[1][None, :], dtype=np.float32)
-    offset32 = offset.astype(np.float32)
-    disease32 = disease_eff.astype(np.float32)
-    loadings_t = np.ascontiguousarray(loadings.T, dtype=np.float32)  # factors x genes
-    r32 = r_nb.astype(np.float32)
-    is_hk = kind == "housekeeping"
-    type_weights = np.exp(base[None, :] + offset)
-    hk_share = type_weights[:, is_hk].sum(axis=1) / type_weights.sum(axis=1)
-    tf_noise_sd = 0.5 * cell_noise
-
-    activity = np.empty((n_cells, n_programs), dtype=np.float32)
-    # CSR data and column indices, filled chunk by chunk into buffers sized from the first chunk
-    data = np.zeros(0, dtype=np.int32)
-    indices = np.zeros(0, dtype=np.int32)
-    nnz = 0
-    row_nnz = np.zeros(n_cells, dtype=np.int64)
-    n_counts = np.zeros(n_cells, dtype=np.int64)
-    chunk = max(1, _CHUNK_ELEMENTS // n_genes)
-    for lo in range(0, n_cells, chunk):
-        hi = min(n_cells, lo + chunk)
-        m = hi - lo
-        d, k = cell_donor[lo:hi], cell_type[lo:hi]
-        female = donor_female[d]
-        t_years = bio_age[lo:hi] / 12.0
-        act = np.empty((m, n_programs))
-        act[:, :n_shared] = _shared_activity(t_years, female)
-        act[:, n_shared:] = _private_activity(t_years, priv_mid, priv_dir)
-        act += donor_dev[d] + rng_cells.normal(0.0, cell_noise, (m, n_programs))
-        activity[lo:hi] = act
-        z = gain[k][:, factor_program] * (
-            act[:, factor_program] + rng_cells.normal(0.0, tf_noise_sd, (m, n_factors))
-        ) + shift[k][:, factor_program]  # fmt: skip
-        eta = z.astype(np.float32) @ loadings_t
-        eta += np.where(female[:, None], shared_f, shared_m)
-        eta += offset32[k]
-        eta += donor_effect[d]
-        rows = np.flatnonzero(marker_cell[lo:hi])
-        if rows.size:
-            eta[rows] += disease32[marker_row[cell_cond[lo + rows]]]
-        eta -= eta.max(axis=1, keepdims=True)
-        np.exp(eta, out=eta)
-        # housekeeping genes keep a fixed share of the library (flat after normalisation);
-        # the rest of the library is spread over the other genes by a softmax
-        lib = np.exp(log_lib[lo:hi])
-        scale_hk = lib * hk_share[k] / eta[:, is_hk].sum(axis=1, dtype=np.float64)
-        scale_rest = lib * (1.0 - hk_share[k]) / eta[:, ~is_hk].sum(axis=1, dtype=np.float64)
-        eta *= np.where(
-            is_hk[None, :],
-            scale_hk[:, None].astype(np.float32),
-            scale_rest[:, None].astype(np.float32),
-        )
-        mu = eta
-        lam = rng_cells.standard_gamma(np.broadcast_to(r32, (m, n_genes)), dtype=np.float32)
-        lam *= mu / r32
-        counts = rng_cells.poisson(lam)
-        if dropout > 0:
-            p_drop = dropout * _sigmoid(-1.5 * np.log(np.maximum(mu, 1e-12)))
-            counts[rng_cells.random((m, n_genes), dtype=np.float32) < p_drop] = 0
-        flat = np.flatnonzero(counts)
-        if nnz + flat.size > data.size:
-            estimate = int(1.05 * (nnz + flat.size) / hi * n_cells) + 1024
-            capacity = max(estimate, nnz + flat.size, int(1.25 * data.size))
-            data = _grow(data, capacity)
-            indices = _grow(indices, capacity)
-        data[nnz : nnz + flat.size] = counts.ravel()[flat]
-        indices[nnz : nnz + flat.size] = flat % n_genes
-        nnz += flat.size
-        row_nnz[lo:hi] = np.bincount(flat // n_genes, minlength=m)
-        n_counts[lo:hi] = counts.sum(axis=1)
-        del eta, mu, lam, counts, flat
-
-    indptr = np.zeros(n_cells + 1, dtype=np.int64)
-    np.cumsum(row_nnz, out=indptr[1:])
-    if nnz < data.size:  # give back the unused tail of the buffers
-        data = _grow(data, nnz)
-        indices = _grow(indices, nnz)
-    if nnz <= np.iinfo(np.int32).max:
-        indptr = indptr.astype(np.int32)
-    X = sp.csr_matrix((data, indices, indptr), shape=(n_cells, n_genes), copy=False)
-
-    # --------------------------------------------------------------------------- annotations
-    ensembl = [f"ENSG9{i + 1:010d}" for i in range(n_genes)]
-    var = pd.DataFrame(
-        {
-            "ensembl_id": ensembl,
-            "gene_kind": pd.Categorical(kind, categories=[k for k, _ in plan]),
-            "is_tf": np.char.endswith(kind.astype(str), "_tf"),
-            "is_housekeeping": kind == "housekeeping",
-            "age_program": age_program.astype(str),
-            "age_trend": trend.astype(str),
-            "regulators": regulators.astype(str),
-            "program_loading": program_loadings.sum(axis=1),
-            "cell_type_marker": marker_of.astype(str),
-            "sex_specific": sex_specific.astype(str),
-            "disease_marker": disease_marker.astype(str),
-            "baseline_log_expression": base,
-            "nb_dispersion": r_nb,
-        },
-        index=pd.Index(symbols.astype(str), name="gene_symbol"),
-    )
-    cell_width = len(str(n_cells_per_donor - 1))
-    obs_names = [
-        f"{donor_names[d]}-{j:0{cell_width}d}"
-        for d in range(n_donors)
-        for j in range(n_cells_per_donor)
-    ]
-    obs = pd.DataFrame(
-        {
-            "donor": pd.Categorical.from_codes(cell_donor, categories=donor_names),
-            "sex": pd.Categorical.from_codes(
-                np.where(donor_female[cell_donor], 0, 1), categories=["female", "male"]
-            ),
-            "age_months": age_months.astype(np.int32),
-            "age_years": age_months / 12.0,
-            "cell_type": pd.Categorical.from_codes(cell_type, categories=cell_types),
-            "heldout_cell_type": is_heldout_type[cell_type],
-            "condition": pd.Categorical.from_codes(cell_cond, categories=list(_CONDITIONS)),
-            "planted_acceleration_months": planted,
-            "biological_age_months": bio_age.astype(np.int32),
-            "disease_marker_cell": marker_cell,
-            "n_counts": n_counts,
-        },
-        index=pd.Index(obs_names, name="cell"),
-    )
-
-    grid_years = _AGE_GRID_MONTHS / 12.0
-    curves = {}
-    for sex, female in (("female", True), ("male", False)):
-        fem = np.full(grid_years.size, female)
-        curves[sex] = np.concatenate(
-            [
-                _shared_activity(grid_years, fem),
-                _private_activity(grid_years, priv_mid, priv_dir),
-            ],
-            axis=1,
-        ).T
-    program_tfs = [
-        ",".join(tf_symbol[p * _N_TF_PER_PROGRAM + t] for t in range(_N_TF_PER_PROGRAM))
-        for p in range(n_shared)
-    ] + [""] * n_cell_types
-    params = {
-        "n_donors": n_donors,
-        "n_cells_per_donor": n_cells_per_donor,
-        "n_genes": n_genes,
-        "n_cell_types": n_cell_types,
-        "n_heldout_cell_types": n_heldout,
-        "disease_fraction": disease_fraction,
-        "fibrosis_acceleration_months": acc_fib,
-        "alzheimer_acceleration_months": acc_ad,
-        "max_age_years": max_age_years,
-        "library_size": library_size,
-        "age_effect": age_effect,
-        "donor_noise": donor_noise,
-        "cell_noise": cell_noise,
-        "dropout": dropout,
-        "seed": seed,
-    }
-    uns = {
-        "params": params,
-        "cell_types": cell_types,
-        "heldout_cell_types": np.array(heldout, dtype=str),
-        "training_cell_types": [t for t in cell_types if t not in heldout],
-        "conditions": list(_CONDITIONS),
-        "acceleration_months": acceleration,
-        "accelerated_cell_type": {
-            c: (cell_types[accel_type[i]] if accel_type[i] >= 0 else "")
-            for i, c in enumerate(_CONDITIONS)
-        },
-        "marker_cell_type": {
-            c: (cell_types[marker_type[i]] if marker_type[i] >= 0 else "")
-            for i, c in enumerate(_CONDITIONS)
-        },
-        "programs": programs,
-        "program_shape": shapes,
-        "program_tfs": program_tfs,
-        "program_cell_type": [""] * n_shared + cell_types,
-        "cell_type_program_gain": gain,
-        "cell_type_program_shift": shift,
-        "age_grid_months": _AGE_GRID_MONTHS.copy(),
-        "program_activity_female": curves["female"],
-        "program_activity_male": curves["male"],
-        "donors": donor_names,
-        "donor_program_deviation": donor_dev,
-        "library_size_range": np.array([library_size / 4, library_size * 4]),
-        "n_counts_range": np.array([library_size / 10, library_size * 10]),
-    }
-    adata = AnnData(X=X, obs=obs, var=var, uns={"aging_atlas": uns})
-    adata.varm["aging_atlas_cell_type_offset"] = offset.T.copy()
-    adata.varm["aging_atlas_loadings"] = program_loadings
-    adata.obsm["aging_atlas_activity"] = activity
-    logg.info(
-        f"    finished: {n_cells} cells x {n_genes} genes, {X.nnz / max(1, n_cells * n_genes):.1%}"
-        " non-zero",
-        time=start,
-    )
-    return adata
+    return _simulate(_check_arguments(locals()))  # locals(): just the arguments, by name
