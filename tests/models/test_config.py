@@ -7,7 +7,7 @@ import torch
 from maxtoki.models import MaxToki, MaxTokiConfig
 
 REFERENCE = (
-    Path(__file__).resolve().parents[2] / "shared/reference/maxtoki/MaxToki-217M-HF.config.json"
+    Path(__file__).resolve().parents[3] / "shared/reference/maxtoki/MaxToki-217M-HF.config.json"
 )
 LLAMA3 = {
     "rope_type": "llama3",

@@ -1,26 +1,10 @@
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch
-from test_pl_common import outputs
 
 import maxtoki as mt
 from maxtoki.pl._utils import format_p
-
-
-@pytest.fixture(scope="module")
-def out():
-    return outputs()
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
 
 
 def test_age_acceleration_violins_with_tests(out):

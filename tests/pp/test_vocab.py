@@ -7,7 +7,7 @@ import pytest
 
 from maxtoki.pp import GeneVocab
 
-REF = Path(__file__).parents[2] / "shared" / "reference" / "maxtoki"
+REF = Path(__file__).resolve().parents[3] / "shared" / "reference" / "maxtoki"
 needs_ref = pytest.mark.skipif(
     not REF.is_dir(), reason=f"official reference files not found at {REF} (shared/reference)"
 )

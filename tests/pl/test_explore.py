@@ -1,20 +1,11 @@
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
 import numpy as np
 import pytest
-from test_pl_common import outputs
 
 import maxtoki as mt
 
 widgets = pytest.importorskip("ipywidgets")
-
-
-@pytest.fixture(scope="module")
-def out():
-    return outputs()
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,9 @@ import maxtoki as mt
 from maxtoki.pp import GeneVocab, TokenStore
 from maxtoki.train import ArrayTokens, CellDataset, Collator, PromptDataset
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
-import test_train_data as data  # noqa: E402
+import train_data as data  # noqa: E402
 
 N_GENES = 40
 TIMEOUT = 180  # seconds; far above the few seconds each run needs

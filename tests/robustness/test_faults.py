@@ -39,10 +39,9 @@ from maxtoki.train import NonFiniteLossError, TrainConfig, Trainer, build_model
 from maxtoki.train import _checkpoint as ck
 from maxtoki.train._trainer import ShardedBatches
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
-import test_train_data as data  # noqa: E402
+import train_data as data  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 
@@ -182,7 +181,7 @@ TRAIN_SETUP = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     import maxtoki as mt
-    import test_train_data as data
+    import train_data as data
     from maxtoki.models import MaxToki
     from maxtoki.train import TrainConfig, Trainer, build_model
     mt.settings.verbosity = 0

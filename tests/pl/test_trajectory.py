@@ -1,22 +1,6 @@
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pytest
-from test_pl_common import outputs
 
 import maxtoki as mt
-
-
-@pytest.fixture(scope="module")
-def out():
-    return outputs()
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
 
 
 def test_trajectory_prompts_with_generated(out):

@@ -19,10 +19,9 @@ pytestmark = [
         not torch.distributed.is_available(), reason="torch.distributed is unavailable"
     ),
 ]
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
-sys.path.insert(0, str(TESTS))
-import test_train_data as data  # noqa: E402
+import train_data as data  # noqa: E402
 
 SCRIPT = textwrap.dedent(
     """
@@ -31,7 +30,7 @@ SCRIPT = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-    import test_train_data as data
+    import train_data as data
     from maxtoki.train import TrainConfig, Trainer, build_model, destroy_distributed
 
     strategy, out = sys.argv[1], sys.argv[2]

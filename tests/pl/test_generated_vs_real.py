@@ -1,23 +1,7 @@
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pytest
 from matplotlib.collections import PathCollection
-from test_pl_common import outputs
 
 import maxtoki as mt
-
-
-@pytest.fixture(scope="module")
-def out():
-    return outputs()
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
 
 
 def test_generated_vs_real_by_origin(out):

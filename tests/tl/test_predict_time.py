@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from _tl_setup import (
+from tl_setup import (
     MAX_GENES,
     controls,
     mudata_of,
@@ -15,16 +15,10 @@ from _tl_setup import (
     subset,
     unchanged,
 )
-from _tl_setup import trained as _trained
 
 import maxtoki as mt
 
 KEYS = ["maxtoki_timelapse", "maxtoki_age", "maxtoki_age_std"]
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return _trained()
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,10 @@
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
-from test_pl_common import outputs
 
 import maxtoki as mt
 from maxtoki.get._attention import attention_heads as get_heads
-
-
-@pytest.fixture(scope="module")
-def out():
-    return outputs()
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
 
 
 def test_attention_heads_heatmap(out):

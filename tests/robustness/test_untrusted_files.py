@@ -13,7 +13,6 @@ import json
 import os
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +26,9 @@ from maxtoki.pp import GeneVocab, TokenStore
 from maxtoki.train import TrainConfig, Trainer, build_model
 from maxtoki.train import _checkpoint as ck
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 PACKAGE = TESTS.parent / "maxtoki"
-sys.path.insert(0, str(TESTS))
-import test_train_data as data  # noqa: E402
+import train_data as data  # noqa: E402
 
 # --- a static scan of the package --------------------------------------------------------------
 #: calls that deserialise code or run strings, by fully qualified name

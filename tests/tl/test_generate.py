@@ -5,15 +5,9 @@ from __future__ import annotations
 import anndata
 import numpy as np
 import pytest
-from _tl_setup import MAX_GENES, controls, mudata_of, roundtrip
-from _tl_setup import trained as _trained
+from tl_setup import MAX_GENES, controls, mudata_of, roundtrip
 
 import maxtoki as mt
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return _trained()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from _tl_setup import mudata_of, predicted, roundtrip, snapshot, unchanged
+from tl_setup import mudata_of, predicted, roundtrip, snapshot, unchanged
 
 import maxtoki as mt
 

@@ -1,25 +1,10 @@
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
-from test_pl_common import outputs
 
 import maxtoki as mt
-
-
-@pytest.fixture(scope="module")
-def out():
-    return outputs()
-
-
-@pytest.fixture(autouse=True)
-def _close():
-    yield
-    plt.close("all")
 
 
 def test_predicted_age_colored_by_condition(out):

@@ -51,10 +51,3 @@ def prompts(n: int = 64, seed: int = 0) -> pd.DataFrame:
 
 def dataset(n: int = 64, seed: int = 0) -> PromptDataset:
     return PromptDataset(prompts(n, seed), tokens(seed), vocab=VOCAB, max_length=64)
-
-
-def test_shared_data_is_well_formed():
-    ds = dataset()
-    assert len(ds) == 64
-    assert {int(ds[i]["task"]) for i in range(4)} == {0, 1}
-    assert all(len(ds[i]["input_ids"]) <= 64 for i in range(len(ds)))

@@ -14,7 +14,7 @@ import maxtoki as mt
 from maxtoki.pp import GeneVocab
 from maxtoki.pp._tokenize import check_tokens
 
-REF = Path(__file__).parents[2] / "shared" / "reference"
+REF = Path(__file__).resolve().parents[3] / "shared" / "reference"
 GOLDEN = REF / "golden" / "celltypist_pbmc"
 needs_golden = pytest.mark.skipif(
     not (GOLDEN / "expected_tokens.npz").is_file(),

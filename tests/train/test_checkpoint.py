@@ -11,15 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import train_data as data
 
 from maxtoki.models import MaxToki
 from maxtoki.train import NonFiniteLossError, TrainConfig, Trainer, build_model
 from maxtoki.train import _checkpoint as ck
 
-sys.path.insert(0, str(Path(__file__).parent))
-import test_train_data as data
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent(
     """
@@ -27,7 +25,7 @@ SCRIPT = textwrap.dedent(
     sys.path.insert(0, {tests!r})
     import torch
     torch.set_num_threads(1)
-    import test_train_data as data
+    import train_data as data
     from maxtoki.train import TrainConfig, Trainer, build_model
     from maxtoki.train import _checkpoint as ck
 
@@ -75,9 +73,8 @@ def _run(script: Path, out: Path, kill_at: int) -> subprocess.CompletedProcess:
 
 def test_resume_after_sigkill_is_exact(tmp_path):
     script = tmp_path / "run.py"
-    script.write_text(
-        SCRIPT.format(tests=str(Path(__file__).parent), config=_RESUME_CONFIG.to_dict())
-    )
+    tests = str(Path(__file__).resolve().parents[1])
+    script.write_text(SCRIPT.format(tests=tests, config=_RESUME_CONFIG.to_dict()))
     full, crashed = tmp_path / "full", tmp_path / "crashed"
     # the uninterrupted reference runs here, with the same settings as the script
     torch.set_num_threads(1)

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _tl_setup import MAX_GENES, mudata_of, roundtrip, snapshot, subset, unchanged
-from _tl_setup import trained as _trained
+from tl_setup import MAX_GENES, mudata_of, roundtrip, snapshot, subset, unchanged
 
 import maxtoki as mt
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return _trained()
 
 
 def test_embed_neighbors_and_roundtrip(trained, tmp_path):

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import train_data
 
 from maxtoki.pp import GeneVocab
 from maxtoki.train import ArrayTokens, CellDataset, Collator, PromptDataset, TrainConfig, Trainer
@@ -227,3 +228,10 @@ def test_read_prompts_missing_file(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="trajectories"):
         read_prompts(tmp_path / "prompts.csv")
+
+
+def test_shared_data_is_well_formed():
+    ds = train_data.dataset()
+    assert len(ds) == 64
+    assert {int(ds[i]["task"]) for i in range(4)} == {0, 1}
+    assert all(len(ds[i]["input_ids"]) <= 64 for i in range(len(ds)))
