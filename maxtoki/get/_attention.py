@@ -2,13 +2,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._age_acceleration import uns_table
+from .._anndata import resolve_modality
+from .._docs import inject_docs
+from .._keys import read_uns_table
 
 if TYPE_CHECKING:
     import pandas as pd
     from anndata import AnnData
 
 
+@inject_docs
 def attention_heads(
     adata: AnnData, *, key: str = "maxtoki_attention", mod: str = "rna"
 ) -> pd.DataFrame:
@@ -19,9 +22,8 @@ def attention_heads(
     adata
         AnnData (or MuData) after :func:`maxtoki.tl.attention`.
     key
-        The ``key_added`` used there.
-    mod
-        Modality of a MuData.
+        ``uns`` key of the summary: ``f'{key_added}_attention'`` of that call.
+    {mod}
 
     Returns
     -------
@@ -29,4 +31,5 @@ def attention_heads(
     ratio (``enrichment``, ``log2_enrichment``), the one-sided Mann–Whitney ``pval`` and gene
     counts.
     """
-    return uns_table(adata, key, "mt.tl.attention", mod, field="heads")
+    adata, _ = resolve_modality(adata, mod)
+    return read_uns_table(adata, key, "mt.tl.attention", field="heads")

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._age_acceleration import uns_table
+from .._anndata import resolve_modality
+from .._docs import inject_docs
+from .._keys import read_uns_table
 
 if TYPE_CHECKING:
     import pandas as pd
     from anndata import AnnData
 
 
+@inject_docs
 def evaluate(adata: AnnData, *, key: str = "maxtoki_evaluate", mod: str = "rna") -> pd.DataFrame:
     """The table stored by :func:`maxtoki.tl.evaluate` as a DataFrame.
 
@@ -17,12 +20,12 @@ def evaluate(adata: AnnData, *, key: str = "maxtoki_evaluate", mod: str = "rna")
     adata
         AnnData (or MuData) after :func:`maxtoki.tl.evaluate`.
     key
-        The ``key_added`` used there.
-    mod
-        Modality of a MuData.
+        ``uns`` key of the table: ``f'{key_added}_evaluate'`` of that call.
+    {mod}
 
     Returns
     -------
     One row per split and method with the error metrics (months) and the doublet check.
     """
-    return uns_table(adata, key, "mt.tl.evaluate", mod)
+    adata, _ = resolve_modality(adata, mod)
+    return read_uns_table(adata, key, "mt.tl.evaluate")

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .._anndata import resolve_modality
+from .._docs import inject_docs
+from .._keys import read_params
+from ..get import age_acceleration as get_table
 from ._utils import (
     categories,
     facet_axes,
@@ -16,7 +19,6 @@ from ._utils import (
     palette,
     require_columns,
     unit_scale,
-    uns_params,
 )
 
 if TYPE_CHECKING:
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+@inject_docs
 def age_acceleration(
     adata: AnnData,
     *,
@@ -58,8 +61,8 @@ def age_acceleration(
         ``obs`` column with the groups; the test results are shown when it is the column the
         tool compared (``uns[key]['params']['groupby']``).
     key
-        The ``key_added`` of :func:`maxtoki.tl.age_acceleration` (``obs`` column and ``uns``
-        entry).
+        The slot of :func:`maxtoki.tl.age_acceleration`, ``f'{key_added}_age_acceleration'``
+        (its ``obs`` column and ``uns`` entry).
     stratum
         With a stratified analysis (``stratify_by=`` there), the stratum to draw (e.g. one cell
         type); ``None`` draws one panel per stratum.
@@ -73,8 +76,7 @@ def age_acceleration(
         Axis unit; accelerations are stored in months.
     ncols
         Panels per row when drawing several strata.
-    mod
-        Modality of a MuData.
+    {mod}
     ax
         Axes to draw into (one stratum only); a new figure otherwise.
     show
@@ -84,17 +86,15 @@ def age_acceleration(
     -------
     The Axes (the Figure for several strata) when not shown.
     """
-    from ..get._age_acceleration import age_acceleration as get_table
-
     adata, _ = resolve_modality(adata, mod)
     if kind not in ("violin", "box"):
         raise ValueError(f"kind must be 'violin' or 'box', got {kind!r}")
     scale = unit_scale(unit)
-    fix = "run `mt.tl.age_acceleration` first (or pass its `key_added` as `key`)"
+    fix = "run `mt.tl.age_acceleration` first (or pass the key it wrote as `key`)"
     require_columns(adata.obs, [key], "adata.obs", fix)
     table = get_table(adata, key=key, mod=mod)
     require_columns(adata.obs, [groupby], "adata.obs", "pass an existing obs column as `groupby`")
-    params = uns_params(adata, key)
+    params = read_params(adata, key)
     stratify_by = params.get("stratify_by")
     reference = params.get("reference")
     tested = params.get("groupby", groupby) == groupby

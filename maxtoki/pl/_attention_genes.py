@@ -7,7 +7,9 @@ import numpy as np
 
 from .. import logging as logg
 from .._anndata import resolve_modality
-from ._utils import facet_axes, finish, require_columns
+from .._docs import inject_docs
+from ..get import attention_heads
+from ._utils import facet_axes, finish, new_axes, require_columns
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -19,6 +21,7 @@ _OTHER_COLOR = "#8d99ae"
 _MAX_DEFAULT_HEADS = 8
 
 
+@inject_docs
 def attention_genes(
     adata: AnnData,
     *,
@@ -39,7 +42,7 @@ def attention_genes(
     adata
         AnnData (or MuData) after :func:`maxtoki.tl.attention`.
     key
-        Its ``key_added``.
+        Its slot, ``f'{key_added}_attention'`` (``varm`` and ``uns`` entries).
     n_genes
         Genes shown per head.
     heads
@@ -52,8 +55,7 @@ def attention_genes(
         ``var`` column with the gene names to show (default ``var_names``).
     ncols
         Panels per row.
-    mod
-        Modality of a MuData.
+    {mod}
     ax
         Axes to draw into (one head only); a new figure otherwise.
     show
@@ -70,8 +72,8 @@ def attention_genes(
     entry = adata.uns.get(key)
     if key not in adata.varm or not hasattr(entry, "get") or entry.get("columns") is None:
         raise ValueError(
-            f"varm/uns have no {key!r} attention: run `mt.tl.attention` first (or pass its "
-            "`key_added` as `key`)"
+            f"varm/uns have no {key!r} attention: run `mt.tl.attention` first (or pass the key "
+            "it wrote as `key`)"
         )
     if isinstance(n_genes, bool) or not isinstance(n_genes, (int, np.integer)) or n_genes < 1:
         raise ValueError(f"n_genes must be a positive integer, got {n_genes!r}")
@@ -102,8 +104,6 @@ def attention_genes(
         in_set = adata.var[gene_set].to_numpy() == True  # noqa: E712 (object columns)
 
     if len(heads) == 1:
-        from ._utils import new_axes
-
         axs, fig = [new_axes(ax, figsize=(3.6, 0.8 + 0.28 * n_genes))], None
     else:
         fig, axs = facet_axes(
@@ -139,8 +139,6 @@ def attention_genes(
 
 
 def _strongest(adata, key: str, columns: list[str]) -> list[str]:
-    from ..get._attention import attention_heads
-
     try:
         table = attention_heads(adata, key=key)
     except ValueError:

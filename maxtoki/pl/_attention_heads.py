@@ -5,13 +5,17 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .._anndata import is_number, resolve_modality
-from ._utils import bh_adjust, finish, new_axes, require_columns, stars, uns_params
+from .._docs import inject_docs
+from .._keys import read_params
+from ..get import attention_heads as get_heads
+from ._utils import bh_adjust, finish, new_axes, require_columns, stars
 
 if TYPE_CHECKING:
     from anndata import AnnData
     from matplotlib.axes import Axes
 
 
+@inject_docs
 def attention_heads(
     adata: AnnData,
     *,
@@ -32,7 +36,7 @@ def attention_heads(
     adata
         AnnData (or MuData) after :func:`maxtoki.tl.attention`.
     key
-        Its ``key_added``.
+        Its slot, ``f'{key_added}_attention'`` (``uns`` entry).
     value
         Column of the head table to colour by: ``'log2_enrichment'`` (default, diverging
         around 0), ``'enrichment'`` (around 1), ``'mean_set'``, ``'mean_other'``…
@@ -46,8 +50,7 @@ def attention_heads(
         Write the value in each cell; default when there are at most 16 × 16 heads.
     cmap
         Colour map; default diverging (``'RdBu_r'``) for enrichments, ``'viridis'`` otherwise.
-    mod
-        Modality of a MuData.
+    {mod}
     ax
         Axes to draw into; a new figure otherwise.
     show
@@ -59,8 +62,6 @@ def attention_heads(
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import TwoSlopeNorm
-
-    from ..get._attention import attention_heads as get_heads
 
     adata, _ = resolve_modality(adata, mod)
     if not is_number(alpha) or not 0 < alpha < 1:
@@ -125,7 +126,7 @@ def attention_heads(
                 fontsize="x-small",
                 color="white" if dark else "black",
             )
-    params = uns_params(adata, key)
+    params = read_params(adata, key)
     gene_set = params.get("gene_set", "gene set")
     n_sig = int(np.sum(pgrid < alpha))
     adj = "BH-adjusted " if correction == "bh" else ""

@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ..get import evaluate as get_table
 from ._utils import finish, new_axes, palette, require_columns, unit_scale
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ def evaluation(
     unit
         Unit of the ``*_months`` metrics.
     key
-        With an AnnData: the ``key_added`` of :func:`maxtoki.tl.evaluate`.
+        With an AnnData: the slot of :func:`maxtoki.tl.evaluate`, ``f'{key_added}_evaluate'``
+        (``uns`` entry).
     annotate
         Write each bar's value on it.
     ax
@@ -63,8 +65,6 @@ def evaluation(
 
     months_per_unit = unit_scale(unit)
     if not isinstance(table, pd.DataFrame):
-        from ..get._evaluate import evaluate as get_table
-
         table = get_table(table, key=key)
     require_columns(
         table.columns, ["split", "method"], "the table", "pass the DataFrame of `mt.tl.evaluate`"

@@ -6,15 +6,23 @@ import numpy as np
 
 from .. import logging as logg
 from .._anndata import positive_int, resolve_modality
+from .._docs import inject_docs
+from .._keys import DEFAULT_KEY, TokenSlots, read_params, slot
 from ._utils import ORIGIN_COLORS, categories, finish, new_axes, palette, require_columns
 
 if TYPE_CHECKING:
+    import pandas as pd
     from anndata import AnnData
     from matplotlib.axes import Axes
 
 _UMAP_MAX_CELLS = 20_000
+#: The record ``mt.tl.generate`` writes next to its cells (their ``X`` is already log-scaled).
+_GENERATE_KEY = slot(DEFAULT_KEY, "generate")
+#: The tokens of the real cells, as ``mt.pp.tokenize`` writes them by default.
+_TOKENS = TokenSlots.for_key_added(DEFAULT_KEY)
 
 
+@inject_docs
 def generated_vs_real(
     real: AnnData,
     generated: AnnData,
@@ -69,8 +77,7 @@ def generated_vs_real(
         Marker size; default from the number of cells.
     rng
         Seed of the subset, PCA and UMAP.
-    mod
-        Modality of a MuData ``real``.
+    {mod}
     ax
         Axes to draw into; a new figure otherwise.
     show
@@ -80,11 +87,6 @@ def generated_vs_real(
     -------
     The Axes when not shown.
     """
-    import anndata as ad
-    import pandas as pd
-    import scanpy as sc
-    import scipy.sparse as sp
-
     real, _ = resolve_modality(real, mod)
     generated, _ = resolve_modality(generated, mod)
     if basis not in ("auto", "umap", "pca"):
@@ -95,123 +97,17 @@ def generated_vs_real(
         )
     n_real = positive_int("n_real", n_real, optional=True)
     n_comps = positive_int("n_comps", n_comps)
-    if generated.n_obs == 0 or real.n_obs == 0:
-        raise ValueError("both `real` and `generated` need cells")
-    if color != "origin":
-        for name, obj in (("real", real), ("generated", generated)):
-            require_columns(
-                obj.obs, [color], f"{name}.obs", "pass `color='origin'` or an obs column of both"
-            )
-    common = generated.var_names.intersection(real.var_names)
-    if len(common) < 2:
-        raise ValueError(
-            f"`real` and `generated` share {len(common)} genes (var_names); pass the AnnData "
-            "the cells were generated from (`mt.tl.generate` keeps its var_names)"
-        )
-    gen = np.random.default_rng(rng)
-    rows = np.arange(real.n_obs)
-    if n_real is not None and real.n_obs > n_real:
-        rows = np.sort(gen.choice(real.n_obs, n_real, replace=False))
-
-    x_real = _log_normalised(real.X[rows])
-    if representation == "top_genes":
-        keep = _top_gene_mask(real, rows, _max_genes(generated))
-        x_real = sp.csr_matrix(x_real.multiply(keep))
-    x_real = x_real[:, real.var_names.get_indexer(common)]
-    x_gen = generated.X
-    if "maxtoki_generate" not in generated.uns:
-        x_gen = _log_normalised(x_gen)
-    x_gen = sp.csr_matrix(x_gen)[:, generated.var_names.get_indexer(common)]
-
-    origin = np.array(["real"] * len(rows) + ["generated"] * generated.n_obs)
-    obs = pd.DataFrame({"origin": pd.Categorical(origin, categories=["real", "generated"])})
-    if color != "origin":
-        obs[color] = np.concatenate(
-            [real.obs[color].astype(str).to_numpy()[rows], generated.obs[color].astype(str)]
-        )
-    obs.index = [f"c{i}" for i in range(len(obs))]
-    both = ad.AnnData(sp.vstack([x_real, x_gen]).tocsr().astype(np.float32), obs=obs)
-    n_comps = int(max(2, min(n_comps, both.n_obs - 1, both.n_vars - 1)))
-    sc.pp.pca(both, n_comps=n_comps, random_state=rng)
-    mixing, expected = _mixing(both.obsm["X_pca"], origin == "generated")
-    if basis == "auto":
-        basis = "umap" if both.n_obs <= _UMAP_MAX_CELLS else "pca"
-    if basis == "umap":
-        sc.pp.neighbors(both, n_neighbors=15, use_rep="X_pca", random_state=rng)
-        sc.tl.umap(both, random_state=rng)
-        xy, labels = both.obsm["X_umap"], ("UMAP1", "UMAP2")
-    else:
-        var = both.uns["pca"]["variance_ratio"]
-        xy = both.obsm["X_pca"][:, :2]
-        labels = (f"PC1 ({100 * var[0]:.1f}%)", f"PC2 ({100 * var[1]:.1f}%)")
+    common = _common_genes(real, generated, color)
+    both = _stack(real, generated, common, color, representation, n_real, rng)
+    is_gen = both.obs["origin"].to_numpy() == "generated"
+    xy, labels, basis, mixing, expected = _embed(both, is_gen, basis, n_comps, rng)
 
     ax = new_axes(ax, figsize=(5.8, 4.6))
-    s = size if size is not None else float(np.clip(3000 / len(obs), 4, 40))
-    is_gen = origin == "generated"
+    s = size if size is not None else float(np.clip(3000 / both.n_obs, 4, 40))
     if color == "origin":
-        for name, sel in (("real", ~is_gen), ("generated", is_gen)):
-            ax.scatter(
-                *xy[sel].T,
-                s=s,
-                color=ORIGIN_COLORS[name],
-                alpha=0.7,
-                linewidths=0,
-                label=f"{name} ({int(sel.sum())})",
-            )
+        _draw_origin(ax, xy, is_gen, s)
     else:
-        values = obs[color].to_numpy()
-        cols = palette(categories(obs[color]))
-        for label, c in cols.items():
-            sel = ~is_gen & (values == label)
-            if sel.any():
-                ax.scatter(*xy[sel].T, s=s, color=c, alpha=0.5, linewidths=0, label=label)
-        for label, c in cols.items():
-            sel = is_gen & (values == label)
-            if sel.any():
-                ax.scatter(
-                    *xy[sel].T,
-                    s=s * 1.6,
-                    color=c,
-                    marker="D",
-                    edgecolors="black",
-                    linewidths=0.4,
-                    alpha=0.9,
-                )
-        from matplotlib.lines import Line2D
-
-        handles = [
-            Line2D([], [], marker="o", linestyle="", color=c, label=label)
-            for label, c in cols.items()
-        ]
-        handles += [
-            Line2D([], [], linestyle="", label=""),
-            Line2D([], [], marker="o", linestyle="", color="0.6", label="real"),
-            Line2D(
-                [],
-                [],
-                marker="D",
-                linestyle="",
-                color="0.6",
-                markeredgecolor="black",
-                label="generated",
-            ),
-        ]
-        ax.legend(
-            handles=handles,
-            title=color,
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            frameon=False,
-            fontsize="x-small",
-        )
-    if color == "origin":
-        ax.legend(
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1.0),
-            frameon=False,
-            fontsize="small",
-            markerscale=1.5,
-        )
+        _draw_by_color(ax, xy, is_gen, both.obs[color], color, s)
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.set_xticks([])
@@ -225,6 +121,159 @@ def generated_vs_real(
     )
     logg.info(f"generated_vs_real: neighbour mixing {mixing:.2f} (expected {expected:.2f})")
     return finish(ax, show)
+
+
+def _common_genes(real: AnnData, generated: AnnData, color: str) -> pd.Index:
+    """The genes (``var_names``) of both objects, after checking cells and ``color``."""
+    if generated.n_obs == 0 or real.n_obs == 0:
+        raise ValueError("both `real` and `generated` need cells")
+    if color != "origin":
+        for name, obj in (("real", real), ("generated", generated)):
+            require_columns(
+                obj.obs, [color], f"{name}.obs", "pass `color='origin'` or an obs column of both"
+            )
+    common = generated.var_names.intersection(real.var_names)
+    if len(common) < 2:
+        raise ValueError(
+            f"`real` and `generated` share {len(common)} genes (var_names); pass the AnnData "
+            "the cells were generated from (`mt.tl.generate` keeps its var_names)"
+        )
+    return common
+
+
+def _stack(
+    real: AnnData,
+    generated: AnnData,
+    common: pd.Index,
+    color: str,
+    representation: str,
+    n_real: int | None,
+    rng: int,
+) -> AnnData:
+    """Real cells (a subset of ``n_real``) above generated ones, on ``common`` genes, log-scaled.
+
+    ``obs`` has ``origin`` (``'real'``/``'generated'``) and, unless ``color='origin'``, the
+    ``color`` column as strings.
+    """
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    gen = np.random.default_rng(rng)
+    rows = np.arange(real.n_obs)
+    if n_real is not None and real.n_obs > n_real:
+        rows = np.sort(gen.choice(real.n_obs, n_real, replace=False))
+
+    x_real = _log_normalised(real.X[rows])
+    if representation == "top_genes":
+        keep = _top_gene_mask(real, rows, _max_genes(generated))
+        x_real = sp.csr_matrix(x_real.multiply(keep))
+    x_real = x_real[:, real.var_names.get_indexer(common)]
+    x_gen = generated.X
+    if _GENERATE_KEY not in generated.uns:
+        x_gen = _log_normalised(x_gen)
+    x_gen = sp.csr_matrix(x_gen)[:, generated.var_names.get_indexer(common)]
+
+    origin = np.array(["real"] * len(rows) + ["generated"] * generated.n_obs)
+    obs = pd.DataFrame({"origin": pd.Categorical(origin, categories=["real", "generated"])})
+    if color != "origin":
+        obs[color] = np.concatenate(
+            [real.obs[color].astype(str).to_numpy()[rows], generated.obs[color].astype(str)]
+        )
+    obs.index = [f"c{i}" for i in range(len(obs))]
+    return ad.AnnData(sp.vstack([x_real, x_gen]).tocsr().astype(np.float32), obs=obs)
+
+
+def _embed(
+    both: AnnData, is_gen: np.ndarray, basis: str, n_comps: int, rng: int
+) -> tuple[np.ndarray, tuple[str, str], str, float, float]:
+    """PCA (and UMAP) of ``both``: coordinates, axis labels, basis drawn, neighbour mixing."""
+    import scanpy as sc
+
+    n_comps = int(max(2, min(n_comps, both.n_obs - 1, both.n_vars - 1)))
+    sc.pp.pca(both, n_comps=n_comps, random_state=rng)
+    mixing, expected = _mixing(both.obsm["X_pca"], is_gen)
+    if basis == "auto":
+        basis = "umap" if both.n_obs <= _UMAP_MAX_CELLS else "pca"
+    if basis == "umap":
+        sc.pp.neighbors(both, n_neighbors=15, use_rep="X_pca", random_state=rng)
+        sc.tl.umap(both, random_state=rng)
+        xy, labels = both.obsm["X_umap"], ("UMAP1", "UMAP2")
+    else:
+        var = both.uns["pca"]["variance_ratio"]
+        xy = both.obsm["X_pca"][:, :2]
+        labels = (f"PC1 ({100 * var[0]:.1f}%)", f"PC2 ({100 * var[1]:.1f}%)")
+    return xy, labels, basis, mixing, expected
+
+
+def _draw_origin(ax: Axes, xy: np.ndarray, is_gen: np.ndarray, s: float) -> None:
+    """Real and generated cells in their colours, with a legend of their counts."""
+    for name, sel in (("real", ~is_gen), ("generated", is_gen)):
+        ax.scatter(
+            *xy[sel].T,
+            s=s,
+            color=ORIGIN_COLORS[name],
+            alpha=0.7,
+            linewidths=0,
+            label=f"{name} ({int(sel.sum())})",
+        )
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        fontsize="small",
+        markerscale=1.5,
+    )
+
+
+def _draw_by_color(
+    ax: Axes, xy: np.ndarray, is_gen: np.ndarray, column: pd.Series, color: str, s: float
+) -> None:
+    """Cells coloured by ``column``: real ones as dots, generated ones as diamonds."""
+    from matplotlib.lines import Line2D
+
+    values = column.to_numpy()
+    cols = palette(categories(column))
+    for label, c in cols.items():
+        sel = ~is_gen & (values == label)
+        if sel.any():
+            ax.scatter(*xy[sel].T, s=s, color=c, alpha=0.5, linewidths=0, label=label)
+    for label, c in cols.items():
+        sel = is_gen & (values == label)
+        if sel.any():
+            ax.scatter(
+                *xy[sel].T,
+                s=s * 1.6,
+                color=c,
+                marker="D",
+                edgecolors="black",
+                linewidths=0.4,
+                alpha=0.9,
+            )
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=c, label=label) for label, c in cols.items()
+    ]
+    handles += [
+        Line2D([], [], linestyle="", label=""),
+        Line2D([], [], marker="o", linestyle="", color="0.6", label="real"),
+        Line2D(
+            [],
+            [],
+            marker="D",
+            linestyle="",
+            color="0.6",
+            markeredgecolor="black",
+            label="generated",
+        ),
+    ]
+    ax.legend(
+        handles=handles,
+        title=color,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        frameon=False,
+        fontsize="x-small",
+    )
 
 
 def _log_normalised(X):
@@ -241,8 +290,7 @@ def _log_normalised(X):
 
 
 def _max_genes(generated) -> int:
-    params = generated.uns.get("maxtoki_generate", {}).get("params", {})
-    value = params.get("max_genes") if hasattr(params, "get") else None
+    value = read_params(generated, _GENERATE_KEY).get("max_genes")
     if value is not None and np.isfinite(float(value)):
         return int(value)
     if "n_genes" in generated.obs:
@@ -255,16 +303,16 @@ def _top_gene_mask(real, rows: np.ndarray, n: int):
     import pandas as pd
     import scipy.sparse as sp
 
-    if "maxtoki_tokens" not in real.obsm or "maxtoki_token_id" not in real.var:
+    if _TOKENS.tokens not in real.obsm or _TOKENS.token_id not in real.var:
         raise ValueError(
             "representation='top_genes' needs the real cells' tokens: run `mt.pp.tokenize` "
             "first, or pass representation='expression'"
         )
-    ids = pd.to_numeric(real.var["maxtoki_token_id"], errors="coerce").fillna(-1).to_numpy(int)
+    ids = pd.to_numeric(real.var[_TOKENS.token_id], errors="coerce").fillna(-1).to_numpy(int)
     column_of = np.full(max(int(ids.max()) + 1, 1), -1, dtype=np.int64)
     ok = ids >= 0
     column_of[ids[ok][::-1]] = np.flatnonzero(ok)[::-1]  # first column per token wins
-    tokens = np.asarray(real.obsm["maxtoki_tokens"])[rows]
+    tokens = np.asarray(real.obsm[_TOKENS.tokens])[rows]
     ii, jj = [], []
     for i, row in enumerate(tokens):
         row = row[(row > 0) & (row < len(column_of))]

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .._anndata import resolve_modality
+from .._docs import inject_docs
 from ._utils import (
     categories,
     facet_axes,
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
+@inject_docs
 def predicted_age(
     adata: AnnData,
     *,
@@ -58,8 +60,7 @@ def predicted_age(
         Panels per row with ``groupby``.
     size
         Marker size.
-    mod
-        Modality of a MuData.
+    {mod}
     ax
         Axes to draw into; a new figure otherwise.
     show

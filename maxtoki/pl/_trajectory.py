@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import logging as logg
 from .._anndata import resolve_modality
+from .._docs import inject_docs
 from ._utils import ORIGIN_COLORS, finish, new_axes, require_columns, unit_scale
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ _CONTEXT_COLOR = "#30638e"
 _QUERY_COLOR = "#edae49"
 
 
+@inject_docs
 def trajectory(
     adata: AnnData,
     prompts: pd.DataFrame,
@@ -50,8 +52,7 @@ def trajectory(
         columns).
     row
         The prompt(s) to draw: positions (``int``) or index labels (``str``) of ``prompts``.
-    time_key
-        ``obs`` column with ages in months.
+    {time_key}
     generated
         Output of :func:`maxtoki.tl.generate`. Generated cells whose ``obs['context_cells']``
         is the prompt's context are drawn; when none is, those of the prompt's group.
@@ -61,8 +62,7 @@ def trajectory(
         Axis unit; ages are stored in months.
     names
         Write the cell names next to the cells.
-    mod
-        Modality of a MuData.
+    {mod}
     ax
         Axes to draw into; a new figure otherwise.
     show
@@ -72,10 +72,42 @@ def trajectory(
     -------
     The Axes when not shown.
     """
-    from matplotlib.lines import Line2D
-
     adata, _ = resolve_modality(adata, mod)
     scale = unit_scale(unit)
+    _check_inputs(adata, prompts, time_key, generated)
+    picked = _picked_prompts(prompts, row)
+
+    times = adata.obs[time_key]
+    show_pred = predicted_key is not None and predicted_key in adata.obs
+    predicted = adata.obs[predicted_key] if show_pred else None
+    ax = new_axes(ax, figsize=(7.5, 1.2 + 1.1 * len(picked)))
+    n_gen_total = 0
+    yticks, ylabels = [], []
+    for lane, (label, p) in enumerate(picked):
+        y = -float(lane)
+        ctx = _draw_prompt(ax, adata, times, predicted, label, p, y, scale, names)
+        if generated is not None:
+            n_gen_total += _generated(ax, generated, ctx, p, y, scale)
+        yticks.append(y)
+        task = f"\n{p['task']}" if "task" in p else ""
+        group = f"\n{p['group']}" if "group" in p else ""
+        ylabels.append(f"prompt {label}{group}{task}")
+
+    ax.set_yticks(yticks, ylabels, fontsize="small")
+    ax.set_ylim(-len(picked) + 0.4, 0.6)
+    ax.set_xlabel(f"age ({unit})")
+    ax.grid(axis="x", alpha=0.3)
+    if generated is not None and n_gen_total == 0:
+        logg.warning("trajectory: no generated cell shares a drawn prompt's context or group")
+    _legend(ax, show_pred, None if generated is None else n_gen_total)
+    ax.set_title("temporal prompts: Δt in months")
+    return finish(ax, show)
+
+
+def _check_inputs(
+    adata: AnnData, prompts: pd.DataFrame, time_key: str, generated: AnnData | None
+) -> None:
+    """Raise when ``adata``, ``prompts`` or ``generated`` lack what :func:`trajectory` draws."""
     require_columns(adata.obs, [time_key], "adata.obs", "pass `time_key=` naming ages in months")
     if not adata.obs_names.is_unique:
         raise ValueError(
@@ -96,6 +128,12 @@ def trajectory(
             "generated.obs",
             "pass the AnnData returned by `mt.tl.generate`",
         )
+
+
+def _picked_prompts(
+    prompts: pd.DataFrame, row: int | str | Sequence[int | str]
+) -> list[tuple[object, pd.Series]]:
+    """``(index label, prompt)`` of each prompt ``row`` names (positions or index labels)."""
     rows = [row] if isinstance(row, (int, np.integer, str)) else list(row)
     if not rows:
         raise ValueError("`row` names no prompt")
@@ -109,83 +147,94 @@ def trajectory(
             picked.append((r, prompts.loc[r]))
         else:
             raise ValueError(f"row {r!r} is neither a position nor an index label of `prompts`")
+    return picked
 
-    times = adata.obs[time_key]
-    show_pred = predicted_key is not None and predicted_key in adata.obs
-    ax = new_axes(ax, figsize=(7.5, 1.2 + 1.1 * len(picked)))
-    n_gen_total = 0
-    yticks, ylabels = [], []
-    for lane, (label, p) in enumerate(picked):
-        y = -float(lane)
-        k = int(p["n_context"]) if "n_context" in p else _n_ctx(p)
-        ctx = [str(p[f"ctx{j}"]) for j in range(k)]
-        query = str(p["query"])
-        missing = [c for c in [*ctx, query] if c not in adata.obs_names]
-        if missing:
-            raise ValueError(
-                f"prompt {label!r} names cells {missing[:3]} that are not in adata.obs_names; "
-                "pass the AnnData the prompts were built from"
-            )
-        t_ctx = np.array([float(times.loc[c]) for c in ctx])
-        t_q = float(times.loc[query])
-        ax.scatter(t_ctx / scale, np.full(k, y), s=70, color=_CONTEXT_COLOR, zorder=3)
-        for j in range(k - 1):
-            _arrow(ax, t_ctx[j] / scale, t_ctx[j + 1] / scale, y, t_ctx[j + 1] - t_ctx[j])
-        _arrow(ax, t_ctx[-1] / scale, t_q / scale, y, t_q - t_ctx[-1], dashed=True)
-        ax.scatter(
-            [t_q / scale],
-            [y],
-            s=180,
-            marker="*",
-            color=_QUERY_COLOR,
-            zorder=4,
-            edgecolors="black",
-            linewidths=0.5,
+
+def _draw_prompt(
+    ax: Axes,
+    adata: AnnData,
+    times: pd.Series,
+    predicted: pd.Series | None,
+    label: object,
+    p: pd.Series,
+    y: float,
+    scale: float,
+    names: bool,
+) -> list[str]:
+    """One lane: context cells joined by Δt arrows, the query (true and predicted age), names.
+
+    Returns the names of the prompt's context cells.
+    """
+    k = int(p["n_context"]) if "n_context" in p else _n_ctx(p)
+    ctx = [str(p[f"ctx{j}"]) for j in range(k)]
+    query = str(p["query"])
+    missing = [c for c in [*ctx, query] if c not in adata.obs_names]
+    if missing:
+        raise ValueError(
+            f"prompt {label!r} names cells {missing[:3]} that are not in adata.obs_names; "
+            "pass the AnnData the prompts were built from"
         )
-        if show_pred:
-            t_p = float(adata.obs.loc[query, predicted_key])
-            if np.isfinite(t_p):
-                ax.scatter(
-                    [t_p / scale],
-                    [y],
-                    s=180,
-                    marker="*",
-                    facecolors="none",
-                    edgecolors=_QUERY_COLOR,
-                    linewidths=1.5,
-                    zorder=4,
-                )
-                ax.plot(
-                    [t_q / scale, t_p / scale],
-                    [y, y],
-                    color=_QUERY_COLOR,
-                    linewidth=1,
-                    linestyle=":",
-                    zorder=2,
-                )
-        if names:
-            for c, t in zip([*ctx, query], [*t_ctx, t_q], strict=True):
-                ax.annotate(
-                    c,
-                    (t / scale, y),
-                    xytext=(0, -12),
-                    textcoords="offset points",
-                    ha="center",
-                    va="top",
-                    fontsize="x-small",
-                    color="0.3",
-                )
-        if generated is not None:
-            n_gen_total += _generated(ax, generated, ctx, p, y, scale)
-        yticks.append(y)
-        task = f"\n{p['task']}" if "task" in p else ""
-        group = f"\n{p['group']}" if "group" in p else ""
-        ylabels.append(f"prompt {label}{group}{task}")
+    t_ctx = np.array([float(times.loc[c]) for c in ctx])
+    t_q = float(times.loc[query])
+    ax.scatter(t_ctx / scale, np.full(k, y), s=70, color=_CONTEXT_COLOR, zorder=3)
+    for j in range(k - 1):
+        _arrow(ax, t_ctx[j] / scale, t_ctx[j + 1] / scale, y, t_ctx[j + 1] - t_ctx[j])
+    _arrow(ax, t_ctx[-1] / scale, t_q / scale, y, t_q - t_ctx[-1], dashed=True)
+    ax.scatter(
+        [t_q / scale],
+        [y],
+        s=180,
+        marker="*",
+        color=_QUERY_COLOR,
+        zorder=4,
+        edgecolors="black",
+        linewidths=0.5,
+    )
+    if predicted is not None:
+        _predicted(ax, float(predicted.loc[query]), t_q, y, scale)
+    if names:
+        for c, t in zip([*ctx, query], [*t_ctx, t_q], strict=True):
+            ax.annotate(
+                c,
+                (t / scale, y),
+                xytext=(0, -12),
+                textcoords="offset points",
+                ha="center",
+                va="top",
+                fontsize="x-small",
+                color="0.3",
+            )
+    return ctx
 
-    ax.set_yticks(yticks, ylabels, fontsize="small")
-    ax.set_ylim(-len(picked) + 0.4, 0.6)
-    ax.set_xlabel(f"age ({unit})")
-    ax.grid(axis="x", alpha=0.3)
+
+def _predicted(ax: Axes, t_p: float, t_q: float, y: float, scale: float) -> None:
+    """The query's predicted age (hollow star) joined to its true age; nothing when not finite."""
+    if not np.isfinite(t_p):
+        return
+    ax.scatter(
+        [t_p / scale],
+        [y],
+        s=180,
+        marker="*",
+        facecolors="none",
+        edgecolors=_QUERY_COLOR,
+        linewidths=1.5,
+        zorder=4,
+    )
+    ax.plot(
+        [t_q / scale, t_p / scale],
+        [y, y],
+        color=_QUERY_COLOR,
+        linewidth=1,
+        linestyle=":",
+        zorder=2,
+    )
+
+
+def _legend(ax: Axes, show_pred: bool, n_generated: int | None) -> None:
+    """Legend of the markers drawn (generated cells with their count, when any were passed)."""
+    from matplotlib.lines import Line2D
+
     handles = [
         Line2D([], [], marker="o", linestyle="", color=_CONTEXT_COLOR, label="context cell"),
         Line2D(
@@ -213,9 +262,7 @@ def trajectory(
                 label="query (predicted age)",
             )
         )
-    if generated is not None:
-        if n_gen_total == 0:
-            logg.warning("trajectory: no generated cell shares a drawn prompt's context or group")
+    if n_generated is not None:
         handles.append(
             Line2D(
                 [],
@@ -223,7 +270,7 @@ def trajectory(
                 marker="D",
                 linestyle="",
                 color=ORIGIN_COLORS["generated"],
-                label=f"generated ({n_gen_total})",
+                label=f"generated ({n_generated})",
             )
         )
     ax.legend(
@@ -233,8 +280,6 @@ def trajectory(
         frameon=False,
         fontsize="small",
     )
-    ax.set_title("temporal prompts: Δt in months")
-    return finish(ax, show)
 
 
 def _n_ctx(p) -> int:

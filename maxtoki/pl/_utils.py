@@ -1,4 +1,4 @@
-"""Shared plumbing of the plotting functions (axes creation, showing, slots, formatting)."""
+"""Shared plumbing of the plotting functions (axes creation, showing, formatting)."""
 
 from __future__ import annotations
 
@@ -88,20 +88,6 @@ def require_columns(frame: Any, columns: list[str], what: str, fix: str) -> None
     missing = [c for c in columns if c not in frame]
     if missing:
         raise ValueError(f"{what} has no {missing}; {fix}")
-
-
-def uns_params(adata: Any, key: str) -> dict[str, Any]:
-    """``uns[key]['params']`` as a plain dict (``'None'`` strings back to ``None``)."""
-    entry = adata.uns.get(key, {})
-    params = entry.get("params", {}) if hasattr(entry, "get") else {}
-    out = {}
-    for k, v in dict(params).items():
-        if isinstance(v, str) and v == "None":
-            v = None
-        elif isinstance(v, np.ndarray) and v.ndim == 0:
-            v = v.item()
-        out[str(k)] = v
-    return out
 
 
 def format_p(p: float) -> str:

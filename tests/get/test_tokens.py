@@ -55,9 +55,21 @@ def test_dataframes(tokenized):
 def test_errors(tokenized):
     a, _ = tokenized
     with pytest.raises(ValueError, match=r"run `mt.pp.tokenize` first"):
-        mt.get.tokens(a, key="other_tokens")
+        mt.get.tokens(a, tokens_key="other_tokens")
     other = GeneVocab.from_genes({gene_id(i): 2.0 for i in range(5)}, time_range=None)
     with pytest.raises(ValueError, match="made with vocabulary"):
         mt.get.tokens(a, vocab=other)
     with pytest.raises(ValueError, match="output"):
         mt.get.tokens(a, output="table")
+
+
+def test_key_is_a_deprecated_alias_of_tokens_key(tokenized):
+    a, _ = tokenized
+    a.obsm["other_tokens"] = a.obsm["maxtoki_tokens"]
+    a.uns["other_tokens"] = dict(a.uns["maxtoki_tokens"])
+    expected = [c.tolist() for c in mt.get.tokens(a, tokens_key="other_tokens")]
+    with pytest.warns(FutureWarning, match="tokens_key"):
+        cells = mt.get.tokens(a, key="other_tokens")
+    assert [c.tolist() for c in cells] == expected
+    with pytest.raises(ValueError, match="once, as `tokens_key`"):
+        mt.get.tokens(a, key="other_tokens", tokens_key="third_tokens")
