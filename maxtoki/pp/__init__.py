@@ -1,12 +1,12 @@
 """Preprocessing: AnnData of raw counts → MaxToki tokens and temporal prompts."""
 
+from .._vocab import GeneVocab
 from ._gene_ids import map_gene_ids
 from ._gene_medians import gene_medians
 from ._token_store import TokenStore
 from ._tokenize import tokenize
 from ._tokenize_corpus import tokenize_corpus
 from ._trajectories import trajectories
-from ._vocab import GeneVocab
 
 __all__ = [
     "GeneVocab",

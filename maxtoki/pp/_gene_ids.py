@@ -16,7 +16,7 @@ from .._anndata import resolve_modality
 if TYPE_CHECKING:
     from anndata import AnnData
 
-    from ._vocab import GeneVocab
+    from .._vocab import GeneVocab
 
 ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
 _SYMBOL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._\-/@]*$")

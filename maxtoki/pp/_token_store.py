@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._vocab import GeneVocab
+from .._vocab import GeneVocab
 
 MANIFEST = "manifest.json"
 STORE_FORMAT = "maxtoki-token-store"

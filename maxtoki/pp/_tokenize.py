@@ -13,8 +13,8 @@ import numpy as np
 from .. import logging as logg
 from .._anndata import check_vocab, h5ad_safe, mirror_obs, resolve_modality
 from .._settings import settings
+from .._vocab import GeneVocab
 from ._gene_ids import GeneIds, column_tokens, resolve_gene_ids
-from ._vocab import GeneVocab
 
 if TYPE_CHECKING:
     from anndata import AnnData

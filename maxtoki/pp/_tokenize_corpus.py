@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
+from .._vocab import GENE_MEDIANS_FILE, TOKEN_DICTIONARY_FILE, GeneVocab
 from ._token_store import (
     MANIFEST,
     SHARDS_DIR,
@@ -32,7 +33,6 @@ from ._tokenize import (
     prepare,
     token_dtype,
 )
-from ._vocab import GENE_MEDIANS_FILE, TOKEN_DICTIONARY_FILE, GeneVocab
 
 DEFAULT_CORPUS_CHUNK_SIZE = 10_000
 

@@ -1,3 +1,5 @@
+"""The MaxToki vocabulary (shared by pp, models and train): tokens, gene medians, time tokens."""
+
 from __future__ import annotations
 
 import hashlib
