@@ -83,7 +83,7 @@ def run(quick: bool = False) -> list[dict]:
         return [{"benchmark": "mfu", "setting": setting, "ours": None, "baseline": None,
                  "unit": "MFU (flash-attn vs SDPA)", "ratio": None,
                  "note": "not measured: no CUDA GPU on this machine"}]
-    from maxtoki.models._backend import _flash_attn_available as flash_attn_available
+    from maxtoki.models._attention import _flash_attn_available as flash_attn_available
 
     name = torch.cuda.get_device_name(0)
     peak = peak_tflops(name)

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from .. import logging as logg
 
 AttnBackend = Literal["auto", "flash", "sdpa", "eager"]
 _BACKENDS = ("auto", "flash", "sdpa", "eager")
+_N_SPECIAL = 4  # <pad>, <mask>, <bos>, <eos> in the official vocabularies
 _ROPE_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
 
 # HF keys that never change the maths of a Llama decoder: read and ignored.
@@ -247,6 +250,27 @@ class MaxTokiConfig:
                 f"[{self.time_min_months}, {self.time_min_months + self.n_time_tokens - 1}]."
             )
         return self.time_token_start_id + offset
+
+    def non_gene_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``(vocab_size,)`` bool, ``True`` at every token that is not a gene.
+
+        Those are ids below 4 (``<pad> <mask> <bos> <eos>``), the configured pad/bos/eos ids, the
+        time tokens, ``<boq>`` and ``<eoq>``.
+        """
+        mask = torch.zeros(self.vocab_size, dtype=torch.bool, device=device)
+        mask[: min(_N_SPECIAL, self.vocab_size)] = True
+        for token in (
+            self.pad_token_id,
+            self.bos_token_id,
+            self.eos_token_id,
+            self.boq_token_id,
+            self.eoq_token_id,
+        ):
+            if token is not None:
+                mask[token] = True
+        if self.time_token_start_id is not None:
+            mask[self.time_token_start_id : self.time_token_start_id + self.n_time_tokens] = True
+        return mask
 
     def _require_time_tokens(self) -> None:
         if self.time_token_start_id is None:

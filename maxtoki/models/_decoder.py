@@ -1,22 +1,48 @@
-"""The MaxToki decoder: a Llama decoder whose state dict is that of HF ``LlamaForCausalLM``."""
+"""The MaxToki decoder: a Llama decoder whose state dict is that of HF ``LlamaForCausalLM``.
+
+The forward pass reads top to bottom here (embeddings → decoder layers → norm → logits); the
+attention of each layer, its mask and kernel choice live in :mod:`._attention`. Generation,
+vocabulary growth and checkpoint I/O are methods that delegate to their own modules.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _embed, _generate, _resize, _safetensors_io
-from ._attention import Attention
-from ._backend import resolve_backend
+from .._vocab import GeneVocab
+from . import _generate, _io, _resize
+from ._attention import Attention, AttentionMask, resolve_backend
 from ._config import MaxTokiConfig
 from ._kv_cache import KVCache
-from ._mask import AttentionMask
-from ._output import MaxTokiOutput
 from ._rope import RotaryEmbedding
+
+
+@dataclass
+class MaxTokiOutput:
+    """Output of :class:`~maxtoki.models.MaxToki`.
+
+    Attributes
+    ----------
+    logits
+        ``(B, T, vocab)``, or only the positions asked for with ``logits_positions``.
+    hidden_states
+        With ``output_hidden_states=True``: ``num_hidden_layers + 1`` tensors ``(B, T, hidden)``,
+        the embeddings, the output of each layer and, last, the final-normed output (the HF
+        convention).
+    attentions
+        With ``output_attentions=True``: one ``(B, heads, T, S)`` tensor of attention
+        probabilities per layer (eager backend).
+    """
+
+    logits: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 class _RMSNorm(nn.Module):
@@ -86,9 +112,11 @@ class MaxToki(nn.Module):
     ----------
     config
         The configuration; weights are initialised like HF (normal, std ``initializer_range``).
+    vocab
+        The :class:`~maxtoki.pp.GeneVocab` of the model's tokens (see :attr:`vocab`), or ``None``.
     """
 
-    def __init__(self, config: MaxTokiConfig) -> None:
+    def __init__(self, config: MaxTokiConfig, vocab: GeneVocab | None = None) -> None:
         super().__init__()
         if not isinstance(config, MaxTokiConfig):
             raise TypeError(f"config must be a MaxTokiConfig, got {type(config).__name__}.")
@@ -98,6 +126,9 @@ class MaxToki(nn.Module):
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.apply(self._init_weights)
+        self._backends: dict[tuple, str] = {}  # resolved attention kernels, see _attn_backend
+        self._vocab: GeneVocab | None = None
+        self.vocab = vocab
 
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -125,6 +156,40 @@ class MaxToki(nn.Module):
         """Number of parameters (tied embeddings counted once)."""
         return sum(p.numel() for p in self.parameters())
 
+    def blocks(self) -> nn.ModuleList:
+        """The decoder layers in order (what ``mt.train.parallelize`` checkpoints and shards)."""
+        return self.model.layers
+
+    @property
+    def vocab(self) -> GeneVocab | None:
+        """The vocabulary the model reads and writes (tokens and gene medians), or ``None``.
+
+        Setting it checks the vocabulary against the config (``vocab_size``, the pad/bos/eos
+        ids and, for a temporal vocabulary, the time-token layout and ``<boq>``/``<eoq>``: the
+        fields of :meth:`~maxtoki.pp.GeneVocab.model_config_fields`) and raises a ``ValueError``
+        naming every field that disagrees. :meth:`save_pretrained` writes it beside
+        ``config.json``; :meth:`from_pretrained` reads it back.
+        """
+        return self._vocab
+
+    @vocab.setter
+    def vocab(self, vocab: GeneVocab | None) -> None:
+        if vocab is not None:
+            if not isinstance(vocab, GeneVocab):
+                raise TypeError(f"vocab must be a GeneVocab or None, got {type(vocab).__name__}.")
+            wrong = [
+                f"{name} (config {getattr(self.config, name)!r}, vocabulary {value!r})"
+                for name, value in vocab.model_config_fields().items()
+                if getattr(self.config, name) != value
+            ]
+            if wrong:
+                raise ValueError(
+                    f"the vocabulary ({vocab!r}) disagrees with the model config: "
+                    + "; ".join(wrong)
+                    + ". Use the vocabulary the model was built for."
+                )
+        self._vocab = vocab
+
     # -- forward --------------------------------------------------------------------------------
     def forward(
         self,
@@ -143,12 +208,15 @@ class MaxToki(nn.Module):
         Parameters
         ----------
         input_ids
-            ``(B, T)`` token ids.
+            ``(B, T)`` integer token ids. They must lie in ``[0, vocab_size)``; they are not
+            checked here (that would cost a host sync on every step): the boundaries check them
+            (the :class:`~maxtoki.models.Collator`, :meth:`generate`, ``mt.tl``).
         position_ids
             ``(B, T)`` RoPE positions. Default: counted over non-padding tokens, continuing after
             ``kv_cache``, and restarting at 0 for each document of ``seq_ids``.
         attention_mask
-            ``(B, T)`` bool or 0/1, ``False`` at padding (right or left).
+            ``(B, T)`` bool or 0/1, ``False`` at padding (right or left). Used as given: pass
+            ``None`` when there is no padding (then the cheaper causal-only kernels run).
         seq_ids
             ``(B, T)`` int document ids of prompts packed into one row (contiguous runs):
             attention is causal within each document only. Not with ``kv_cache``.
@@ -192,7 +260,7 @@ class MaxToki(nn.Module):
         upto: int | None = None,
     ):
         """Hidden states after the final norm (or after ``upto`` layers, unnormed)."""
-        input_ids = _check_ids(input_ids, self.config.vocab_size, self.device)
+        input_ids = _check_ids(input_ids, self.device)
         batch, steps = input_ids.shape
         device = input_ids.device
         query_valid = None
@@ -200,8 +268,6 @@ class MaxToki(nn.Module):
             query_valid = _check_shaped(
                 attention_mask, "attention_mask", (batch, steps), device
             ).bool()
-            if bool(query_valid.all()):
-                query_valid = None
         if seq_ids is not None:
             if kv_cache is not None:
                 raise ValueError("seq_ids (packed prompts) cannot be combined with a kv_cache.")
@@ -213,12 +279,7 @@ class MaxToki(nn.Module):
                 position_ids, "position_ids", (batch, steps), device
             ).long()
         if kv_cache is not None:
-            valid = (
-                query_valid
-                if query_valid is not None
-                else input_ids.new_ones(batch, steps, dtype=torch.bool)
-            )
-            offset = kv_cache.begin(valid)
+            offset = kv_cache.begin(input_ids, query_valid)
             mask = AttentionMask(steps, offset + steps, offset, kv_cache.valid_keys(), query_valid)
         else:
             mask = AttentionMask(steps, steps, 0, query_valid, query_valid, seq_ids)
@@ -229,13 +290,7 @@ class MaxToki(nn.Module):
                 dtype = torch.get_autocast_dtype("cuda")
             else:
                 dtype = torch.get_autocast_gpu_dtype()
-        backend = resolve_backend(
-            self.config.attn_backend,
-            device=device,
-            dtype=dtype,
-            head_dim=self.config.attention_head_dim,
-            need_weights=output_attentions,
-        )
+        backend = self._attn_backend(device, dtype, output_attentions)
         x = self.model.embed_tokens(input_ids)
         cos, sin = self.model.rotary_emb(position_ids, x.dtype)
         all_hidden = [x] if output_hidden_states else None
@@ -266,6 +321,25 @@ class MaxToki(nn.Module):
             None if all_hidden is None else tuple(all_hidden),
             None if attentions is None else tuple(attentions),
         )
+
+    def _attn_backend(self, device: torch.device, dtype: torch.dtype, need_weights: bool) -> str:
+        """:func:`resolve_backend` once per setting, device type and dtype, cached on the model.
+
+        A compiled forward pass then reads a dict instead of tracing the choice and its log line.
+        """
+        config = self.config
+        key = (config.attn_backend, config.attention_head_dim, device.type, dtype, need_weights)
+        backend = self._backends.get(key)
+        if backend is None:
+            backend = resolve_backend(
+                config.attn_backend,
+                device=device,
+                dtype=dtype,
+                head_dim=config.attention_head_dim,
+                need_weights=need_weights,
+            )
+            self._backends[key] = backend
+        return backend
 
     # -- tasks ----------------------------------------------------------------------------------
     def new_kv_cache(self, batch_size: int, max_len: int) -> KVCache:
@@ -359,14 +433,50 @@ class MaxToki(nn.Module):
         -------
         ``(B, hidden_size)`` float32 embeddings on the model's device.
         """
-        return _embed.embed(
-            self,
-            input_ids,
-            attention_mask=attention_mask,
-            emb_layer=emb_layer,
-            mode=mode,
-            gene_mask=gene_mask,
-        )
+        n_states = self.config.num_hidden_layers + 1
+        if (
+            isinstance(emb_layer, bool)
+            or not isinstance(emb_layer, int)
+            or not -n_states <= emb_layer < n_states
+        ):
+            raise ValueError(
+                f"emb_layer must be an int in [{-n_states}, {n_states - 1}], got {emb_layer!r}."
+            )
+        if mode not in ("mean", "eos"):
+            raise ValueError(f"mode must be 'mean' or 'eos', got {mode!r}.")
+        layer = emb_layer % n_states
+        with torch.inference_mode():
+            hidden, _, _ = self._trunk(input_ids, attention_mask=attention_mask, upto=layer)
+            ids = input_ids.to(hidden.device)
+            valid = torch.ones_like(ids, dtype=torch.bool)
+            if attention_mask is not None:
+                valid = attention_mask.to(hidden.device).bool()
+            if mode == "eos":
+                eos = self.config.eos_token_id
+                is_eos = (ids == eos) & valid
+                missing = (~is_eos.any(1)).nonzero()[:, 0].tolist()
+                if missing:
+                    raise ValueError(
+                        f"mode='eos' needs an <eos> token ({eos}) in every row; "
+                        f"rows {missing[:10]} have none."
+                    )
+                last = (is_eos * torch.arange(ids.shape[1], device=ids.device)).argmax(1)
+                return hidden[torch.arange(ids.shape[0], device=ids.device), last].float()
+            if gene_mask is None:
+                gene_mask = ~self.config.non_gene_mask(ids.device)[ids]
+            elif tuple(gene_mask.shape) != tuple(ids.shape):
+                raise ValueError(
+                    f"gene_mask must have the shape of input_ids {tuple(ids.shape)}, "
+                    f"got {tuple(gene_mask.shape)}."
+                )
+            weights = (gene_mask.to(ids.device).bool() & valid).float()
+            empty = (weights.sum(1) == 0).nonzero()[:, 0].tolist()
+            if empty:
+                raise ValueError(
+                    "mode='mean' needs at least one gene token per row; "
+                    f"rows {empty[:10]} have none."
+                )
+            return (hidden.float() * weights[..., None]).sum(1) / weights.sum(1, keepdim=True)
 
     def resize_token_embeddings(
         self,
@@ -412,7 +522,9 @@ class MaxToki(nn.Module):
         ----------
         path
             Folder with ``config.json`` and ``model.safetensors`` (or a sharded
-            ``model.safetensors.index.json``).
+            ``model.safetensors.index.json``); a vocabulary beside them
+            (``token_dictionary.json`` and ``gene_median_dictionary.json``) becomes
+            :attr:`vocab`, checked against the config; without one ``vocab`` is ``None``.
         device
             Where to put the model; ``None`` uses ``maxtoki.settings.device`` (``"auto"``: CUDA
             when available).
@@ -421,16 +533,19 @@ class MaxToki(nn.Module):
         attn_backend
             Override ``config.attn_backend``.
         """
-        return _safetensors_io.load_pretrained(
-            cls, path, device=device, dtype=dtype, attn_backend=attn_backend
-        )
+        return _io.load_pretrained(cls, path, device=device, dtype=dtype, attn_backend=attn_backend)
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (atomically) that transformers loads."""
-        _safetensors_io.save_pretrained(self, path)
+        """Write ``config.json`` and ``model.safetensors`` (atomically) that transformers loads.
+
+        The vocabulary, when the model carries one, goes beside them (``token_dictionary.json``
+        and ``gene_median_dictionary.json``).
+        """
+        _io.save_pretrained(self, path)
 
 
-def _check_ids(input_ids: torch.Tensor, vocab_size: int, device: torch.device) -> torch.Tensor:
+def _check_ids(input_ids: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Metadata checks only (type, shape, dtype): the values are the callers' to check."""
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(f"input_ids must be a torch.Tensor, got {type(input_ids).__name__}.")
     if input_ids.ndim != 2:
@@ -440,11 +555,6 @@ def _check_ids(input_ids: torch.Tensor, vocab_size: int, device: torch.device) -
         )
     if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
         raise TypeError(f"input_ids must hold integers, got {input_ids.dtype}.")
-    if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= vocab_size):
-        raise ValueError(
-            f"input_ids must lie in [0, {vocab_size}) (vocab_size), got "
-            f"[{int(input_ids.min())}, {int(input_ids.max())}]."
-        )
     return input_ids.to(device=device, dtype=torch.long)
 
 

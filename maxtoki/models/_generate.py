@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from .. import logging as logg
-from ._tokens import non_gene_tokens
 
 if TYPE_CHECKING:
     from ._decoder import MaxToki
@@ -45,7 +44,7 @@ def generate(
     pad = config.pad_token_id if config.pad_token_id is not None else 0
     ids = torch.full((batch, total), pad, dtype=torch.long, device=device)
     valid = torch.zeros(batch, total, dtype=torch.bool, device=device)
-    non_gene = non_gene_tokens(config, device)
+    non_gene = config.non_gene_mask(device)
     banned_base = non_gene.clone()
     if eos is not None:
         banned_base[eos] = False
@@ -62,12 +61,13 @@ def generate(
     n_out = torch.zeros(batch, dtype=torch.long, device=device)
     fill = eos if eos is not None else pad
 
+    padded = min(lengths) < prompt_len  # known on the host: no mask (and no sync) without padding
     with torch.inference_mode():
         cache = model.new_kv_cache(batch, total) if use_cache else None
         last = torch.tensor([prompt_len - 1], device=device)
         logits = model(
             ids[:, :prompt_len],
-            attention_mask=valid[:, :prompt_len],
+            attention_mask=valid[:, :prompt_len] if padded else None,
             kv_cache=cache,
             logits_positions=last,
         ).logits[:, -1]
@@ -94,7 +94,7 @@ def generate(
             else:
                 logits = model(
                     ids[:, : cur + 1],
-                    attention_mask=valid[:, : cur + 1],
+                    attention_mask=valid[:, : cur + 1] if padded else None,
                     logits_positions=torch.tensor([cur], device=device),
                 ).logits[:, -1]
     generated = ids[:, prompt_len:].cpu()

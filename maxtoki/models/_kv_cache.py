@@ -39,12 +39,15 @@ class KVCache:
         self._pending = 0
         self._has_holes = False
 
-    def begin(self, query_valid: torch.Tensor) -> int:
-        """Reserve slots for ``query_valid.shape[1]`` new tokens; return the first slot.
+    def begin(self, input_ids: torch.Tensor, query_valid: torch.Tensor | None = None) -> int:
+        """Reserve slots for the ``T`` new tokens of ``input_ids`` ``(B, T)``; return the first.
 
-        ``query_valid`` ``(B, T)`` bool marks the new tokens that are not padding.
+        ``query_valid`` ``(B, T)`` bool marks the new tokens that are not padding; ``None`` means
+        that all are real. Once a padding mask has been passed, attention reads the mask of
+        valid keys (:meth:`valid_keys`); its values are never inspected here, so that a decode
+        step runs without a host sync.
         """
-        batch, steps = query_valid.shape
+        batch, steps = input_ids.shape
         if batch != self.batch_size:
             raise ValueError(f"the cache holds {self.batch_size} rows but the input has {batch}.")
         if self.length + steps > self.max_len:
@@ -54,11 +57,15 @@ class KVCache:
             )
         if self.key_valid is None:
             self.key_valid = torch.zeros(
-                batch, self.max_len, dtype=torch.bool, device=query_valid.device
+                batch, self.max_len, dtype=torch.bool, device=input_ids.device
             )
-            self.n_valid = torch.zeros(batch, dtype=torch.long, device=query_valid.device)
-        self.key_valid[:, self.length : self.length + steps] = query_valid
-        self._has_holes = self._has_holes or not bool(query_valid.all())
+            self.n_valid = torch.zeros(batch, dtype=torch.long, device=input_ids.device)
+        slots = slice(self.length, self.length + steps)
+        if query_valid is None:
+            self.key_valid[:, slots] = True
+        else:
+            self.key_valid[:, slots] = query_valid
+            self._has_holes = True
         self._pending = steps
         return self.length
 

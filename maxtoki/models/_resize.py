@@ -10,7 +10,7 @@ from torch import nn
 
 from .. import logging as logg
 from ._generate import _generator
-from ._time_embeddings import init_time_token_embeddings
+from ._time import init_time_token_embeddings
 
 if TYPE_CHECKING:
     from ._decoder import MaxToki
@@ -71,7 +71,9 @@ def resize_token_embeddings(
             lm_head.weight.copy_(_grown(model.lm_head.weight, new_vocab_size, generator))
         lm_head.weight.requires_grad_(model.lm_head.weight.requires_grad)
     model.lm_head = lm_head
+    vocab, model.vocab = model.vocab, None  # the old vocabulary no longer matches the rows
     model.config = new_config
+    _carry_vocab(model, vocab, temporal="time_token_start_id" in changes)
 
     if (
         new_config.has_time_tokens
@@ -79,6 +81,23 @@ def resize_token_embeddings(
         and new_config.time_token_start_id >= old
     ):
         init_time_token_embeddings(model, rng=generator)
+
+
+def _carry_vocab(model: MaxToki, vocab, *, temporal: bool) -> None:
+    """Extend a stage-1 vocabulary to the new temporal rows; drop it after any other resize."""
+    if vocab is None:
+        return
+    config = model.config
+    if temporal and not vocab.has_time_tokens:
+        first = config.time_min_months
+        model.vocab = vocab.with_time_tokens((first, first + config.n_time_tokens - 1))
+        logg.info(f"resize_token_embeddings: the vocabulary gained the time tokens ({model.vocab})")
+        return
+    logg.warning(
+        f"resize_token_embeddings: the model's vocabulary ({len(vocab)} tokens) no longer "
+        f"matches its {config.vocab_size} rows; model.vocab is now None (attach a matching "
+        "GeneVocab with `model.vocab = ...`)."
+    )
 
 
 def _grown(weight: torch.Tensor, rows: int, generator: torch.Generator | None) -> torch.Tensor:

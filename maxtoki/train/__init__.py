@@ -1,7 +1,7 @@
 """Training: temporal prompts → a trained MaxToki model (one process or torchrun)."""
 
+from ..models import Collator
 from ._checkpoint import latest_checkpoint, load_trainer_state
-from ._collate import Collator
 from ._config import TrainConfig
 from ._distributed import destroy_distributed, init_distributed, parallelize
 from ._model import build_model

@@ -72,18 +72,15 @@ def destroy_distributed(info: DistInfo) -> None:
             dist.destroy_process_group()
 
 
-def decoder_blocks(model: nn.Module) -> nn.ModuleList:
-    """The decoder's list of transformer blocks (the largest :class:`~torch.nn.ModuleList`)."""
-    n_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
-    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList)]
-    if n_layers is not None:
-        exact = [m for m in lists if len(m) == n_layers]
-        lists = exact or lists
-    if not lists:
-        raise ValueError(
-            f"cannot find the decoder blocks (an nn.ModuleList) in {type(model).__name__}"
+def _blocks(model: nn.Module) -> nn.ModuleList:
+    """The decoder's transformer blocks, as the model itself lists them (``model.blocks()``)."""
+    blocks = getattr(model, "blocks", None)
+    if not callable(blocks):
+        raise TypeError(
+            f"{type(model).__name__} has no blocks() method listing its decoder blocks; "
+            "parallelize a MaxToki"
         )
-    return max(lists, key=len)
+    return blocks()
 
 
 def _checkpoint_forward(block: nn.Module) -> None:
@@ -128,11 +125,7 @@ def parallelize(
     -------
     The module to call in the training loop (the wrapper, or ``model`` itself).
     """
-    blocks = (
-        decoder_blocks(model)
-        if (compile or activation_checkpointing or strategy == "fsdp2")
-        else []
-    )
+    blocks = _blocks(model) if (compile or activation_checkpointing or strategy == "fsdp2") else []
     if activation_checkpointing:
         for block in blocks:
             _checkpoint_forward(block)

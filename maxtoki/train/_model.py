@@ -24,7 +24,8 @@ def build_model(
         output) or a ``MaxToki`` (returned as is after checking it against ``vocab``).
     vocab
         The :class:`~maxtoki.pp.GeneVocab` of the training tokens: a new model takes its size and
-        special/time token ids from :meth:`~maxtoki.pp.GeneVocab.model_config_fields`.
+        special/time token ids from :meth:`~maxtoki.pp.GeneVocab.model_config_fields`. The model
+        returned carries it (``model.vocab``); a model that has its own must agree with it.
     overrides
         :class:`~maxtoki.models.MaxTokiConfig` fields for a new model (e.g. ``hidden_size``).
     seed
@@ -55,18 +56,37 @@ def build_model(
             "train with the vocabulary the model was built for, or build a new model from this "
             "vocabulary (pass a preset name)"
         )
-    if vocab is not None and getattr(vocab, "has_time_tokens", False):
-        fields = vocab.model_config_fields()
-        wrong = {
-            k: (getattr(built.config, k), v)
-            for k, v in fields.items()
-            if getattr(built.config, k) != v
-        }
-        if wrong:
-            raise ValueError(
-                f"the model's token ids disagree with the vocabulary (model, vocab): {wrong}"
-            )
+    attach_vocab(built, vocab)
     return built
+
+
+def attach_vocab(model, vocab) -> None:
+    """Give ``model`` the vocabulary of its training tokens, or check the one it has.
+
+    A model without a vocabulary takes ``vocab`` (``model.vocab``'s setter raises a
+    ``ValueError`` naming every config field that disagrees). A model with its own must agree
+    with ``vocab``: the same :attr:`~maxtoki.pp.GeneVocab.hash`, or the same
+    :attr:`~maxtoki.pp.GeneVocab.encoding_hash` and matching config fields.
+    """
+    if vocab is None or not hasattr(model, "vocab"):
+        return
+    own = model.vocab
+    if own is None:
+        model.vocab = vocab
+        return
+    if own.hash == vocab.hash:
+        return
+    wrong = sorted(
+        name
+        for name, value in vocab.model_config_fields().items()
+        if getattr(model.config, name) != value
+    )
+    if own.encoding_hash != vocab.encoding_hash or wrong:
+        detail = f"config fields {wrong}" if wrong else "the genes, their token ids or medians"
+        raise ValueError(
+            f"the model's own vocabulary ({own!r}) disagrees with the given one ({vocab!r}) in "
+            f"{detail}; train with the vocabulary the model was built for"
+        )
 
 
 def _smooth_time_tokens(model, seed: int) -> None:

@@ -20,8 +20,8 @@ from torch import nn
 
 from .. import logging as logg
 from .._settings import settings
+from ..models import Collator
 from . import _checkpoint as ckpt
-from ._collate import Collator
 from ._config import TrainConfig
 from ._distributed import (
     DistInfo,
@@ -36,6 +36,7 @@ from ._distributed import (
     optimizer_state_dict,
     parallelize,
 )
+from ._model import attach_vocab
 from ._prompts import IGNORE_INDEX
 
 METRICS_FILE = "metrics.jsonl"
@@ -156,7 +157,9 @@ class Trainer:
     collator
         Batch builder; by default a :class:`Collator` honouring ``config.pack``.
     vocab
-        Saved next to the model in checkpoints; by default ``train_dataset.vocab``.
+        The vocabulary of the training tokens; by default ``train_dataset.vocab``. A model
+        without one takes it (``model.vocab``, saved with the model in checkpoints); one that
+        disagrees with the model raises a ``ValueError``.
 
     Examples
     --------
@@ -187,11 +190,13 @@ class Trainer:
         self.train_dataset = train_dataset
         self.eval_dataset = eval_dataset
         self.vocab = vocab if vocab is not None else getattr(train_dataset, "vocab", None)
+        attach_vocab(model, self.vocab)
         max_length = config.max_length or getattr(
             getattr(model, "config", None), "max_position_embeddings", None
         )
         self.collator = collator or Collator(
             pad_id=getattr(getattr(model, "config", None), "pad_token_id", 0) or 0,
+            vocab_size=getattr(getattr(model, "config", None), "vocab_size", None),
             pack=config.pack,
             max_length=max_length,
         )
@@ -663,11 +668,9 @@ class Trainer:
         if full_state is None:
             raw.save_pretrained(path)
         else:  # FSDP2: rebuild a plain CPU copy from the gathered state dict
-            copy = type(raw)(raw.config)
+            copy = type(raw)(raw.config, vocab=raw.vocab)
             copy.load_state_dict(full_state)
             copy.save_pretrained(path)
-        if self.vocab is not None and hasattr(self.vocab, "save"):
-            self.vocab.save(path)
 
     def _record(self, row: dict[str, Any]) -> None:
         self.history.append(row)

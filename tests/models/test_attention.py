@@ -6,8 +6,8 @@ import itertools
 import pytest
 import torch
 
-from maxtoki.models import MaxToki, MaxTokiConfig, _attention
-from maxtoki.models._backend import resolve_backend
+from maxtoki.models import MaxToki, MaxTokiConfig, _attention, _decoder
+from maxtoki.models._attention import resolve_backend
 
 
 def _model(seed=0, **overrides) -> MaxToki:
@@ -56,12 +56,10 @@ def test_output_attentions_are_probabilities():
 
 
 def test_eager_is_chunked_over_query_blocks(monkeypatch):
-    from maxtoki.models import _attend
-
     model, ids = _model(), _ids(steps=30)
     with torch.no_grad():
         whole = _with_backend(model, "eager")(ids, output_attentions=True)
-        monkeypatch.setattr(_attend, "_EAGER_BLOCK_ELEMENTS", 4 * 30 * 3 * 7)  # 7-query blocks
+        monkeypatch.setattr(_attention, "_EAGER_BLOCK_ELEMENTS", 4 * 30 * 3 * 7)  # 7-query blocks
         chunked = model(ids, output_attentions=True)
     torch.testing.assert_close(whole.logits, chunked.logits, atol=1e-6, rtol=0)
     torch.testing.assert_close(whole.attentions[1], chunked.attentions[1], atol=1e-6, rtol=0)
@@ -168,8 +166,8 @@ def test_forward_input_errors():
     model = _model()
     with pytest.raises(ValueError, match="batch dimension"):
         model(torch.tensor([4, 5, 6]))
-    with pytest.raises(ValueError, match="vocab_size"):
-        model(torch.tensor([[4, 64]]))
+    with pytest.raises(TypeError, match="integers"):
+        model(torch.tensor([[4.0, 5.0]]))
     with pytest.raises(ValueError, match="attention_mask"):
         model(_ids(), attention_mask=torch.ones(3, 5))
     with pytest.raises(ValueError, match="seq_ids"):
@@ -189,14 +187,32 @@ def test_backend_selection():
 
 
 def test_backend_is_logged_once(capsys, monkeypatch):
-    from maxtoki.models import _backend
-
-    monkeypatch.setattr(_backend, "_LOGGED", set())
+    monkeypatch.setattr(_attention, "_LOGGED", set())
     model, ids = _model(), _ids()
     with torch.no_grad():
         model(ids)
         model(ids)
+        _model(seed=1)(ids)  # another model resolves again, but logs nothing new
     assert capsys.readouterr().err.count("attention backend: sdpa") == 1
+
+
+def test_backend_is_resolved_once_per_setting(monkeypatch):
+    calls = []
+    real = _attention.resolve_backend
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs["need_weights"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_decoder, "resolve_backend", counting)
+    model, ids = _model(), _ids()
+    with torch.no_grad():
+        for _ in range(3):
+            model(ids)
+            model(ids, output_attentions=True)
+    assert calls == [False, True]
+    _with_backend(model, "eager")(ids)  # a new setting is resolved anew
+    assert calls == [False, True, False]
 
 
 def test_backward_runs():
@@ -227,8 +243,6 @@ def fake_flash(monkeypatch):
     """A pure-torch stand-in for the flash_attn package, to run our flash path on the CPU."""
     import sys
     import types
-
-    from maxtoki.models import _decoder
 
     calls = {"dense": 0, "varlen": 0}
 
@@ -265,14 +279,12 @@ def fake_flash(monkeypatch):
     module = types.ModuleType("flash_attn")
     module.flash_attn_func, module.flash_attn_varlen_func = flash_attn_func, flash_attn_varlen_func
     monkeypatch.setitem(sys.modules, "flash_attn", module)
-    monkeypatch.setattr(_decoder, "resolve_backend", lambda *a, **k: "flash")
+    monkeypatch.setattr(MaxToki, "_attn_backend", lambda self, *a: "flash")
     return calls
 
 
 @pytest.mark.parametrize("head_dim", [None, 10])
 def test_flash_path_with_a_fake_kernel(fake_flash, monkeypatch, head_dim):
-    from maxtoki.models import _decoder
-
     model = _model(head_dim=head_dim)
     if head_dim is not None:  # as on CUDA: 10 → 16
         monkeypatch.setattr(_attention, "_padded_head_dim", lambda d, device: -(-d // 8) * 8)
@@ -292,7 +304,7 @@ def test_flash_path_with_a_fake_kernel(fake_flash, monkeypatch, head_dim):
         steps = [model(ids[:, :15], attention_mask=mask[:, :15], kv_cache=cache).logits]
         steps += [model(ids[:, t : t + 1], kv_cache=cache).logits for t in range(15, 20)]
         assert fake_flash["dense"] > 0 and fake_flash["varlen"] > 0
-        monkeypatch.setattr(_decoder, "resolve_backend", lambda *a, **k: "eager")
+        monkeypatch.setattr(MaxToki, "_attn_backend", lambda self, *a: "eager")
         separate = torch.cat([model(d[None]).logits[0] for d in docs])
         eager_plain = model(ids).logits
         eager_padded = model(ids, attention_mask=mask).logits

@@ -425,7 +425,7 @@ FAULTS = ["safetensors", "torch.save", "fsync", "unwritable", "cleanup-fails"]
 def test_write_errors_fail_loudly_and_keep_the_last_checkpoint(
     fault, tmp_path, monkeypatch, reference_run
 ):
-    from maxtoki.models import _safetensors_io as stio
+    from maxtoki.models import _io as stio
 
     if fault == "fsync":  # every file fsync of the step-4 checkpoint fails once, in turn
         points = range(1, _count_file_fsyncs(tmp_path, monkeypatch) + 1)

@@ -1,4 +1,8 @@
-"""Read and write Hugging Face ``LlamaForCausalLM`` folders, through safetensors only."""
+"""Read and write Hugging Face ``LlamaForCausalLM`` folders, through safetensors only.
+
+A folder holds ``config.json``, ``model.safetensors`` (or shards with an index) and, when the
+model carries one, its vocabulary (``token_dictionary.json`` and ``gene_median_dictionary.json``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from safetensors.torch import save_file
 
 from .. import logging as logg
 from .._settings import settings
+from .._vocab import TOKEN_DICTIONARY_FILE, GeneVocab
 from ._config import MaxTokiConfig, _atomic_write_text
 
 if TYPE_CHECKING:
@@ -70,18 +75,30 @@ def load_pretrained(
     model.load_state_dict(state, strict=True, assign=True)
     if config.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
+    if (folder / TOKEN_DICTIONARY_FILE).is_file():
+        try:
+            model.vocab = GeneVocab.load(folder)  # checked against the config by the setter
+        except ValueError as e:
+            raise ValueError(f"the vocabulary in {folder} does not fit the model: {e}") from None
+        vocab = f"its vocabulary ({model.vocab.hash})"
+    else:
+        vocab = f"no vocabulary (no {TOKEN_DICTIONARY_FILE}; model.vocab is None)"
     device = settings.resolve_device(None if device is None else str(device))
     model.to(device=device, dtype=dtype)
     model.eval()
     logg.info(
         f"loaded MaxToki from {folder}: {model.num_parameters():,} parameters, "
-        f"{config.num_hidden_layers} layers, vocab {config.vocab_size}, {model.dtype} on {device}"
+        f"{config.num_hidden_layers} layers, vocab {config.vocab_size}, {model.dtype} on {device}, "
+        f"{vocab}"
     )
     return model
 
 
 def save_pretrained(model: MaxToki, path: str | os.PathLike) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into ``path``, each atomically."""
+    """Write ``config.json``, ``model.safetensors`` and the vocabulary into ``path``.
+
+    Each file is written atomically; the vocabulary only when the model carries one.
+    """
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     state = {}
@@ -106,6 +123,13 @@ def save_pretrained(model: MaxToki, path: str | os.PathLike) -> None:
         folder / "config.json",
         json.dumps(model.config.to_hf_dict(torch_dtype=dtype), indent=2) + "\n",
     )
+    if model.vocab is not None:
+        model.vocab.save(folder)
+    elif (folder / TOKEN_DICTIONARY_FILE).exists():
+        logg.warning(
+            f"{folder / TOKEN_DICTIONARY_FILE} was not written by this model (it carries no "
+            "vocabulary); from_pretrained will read it and check it against the config."
+        )
 
 
 def _read_tensors(folder: Path) -> dict[str, torch.Tensor]:

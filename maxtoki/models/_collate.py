@@ -1,4 +1,8 @@
-"""Examples → a batch of tensors: right-padded rows, or several prompts packed into one row."""
+"""Examples → a batch of tensors: right-padded rows, or several prompts packed into one row.
+
+The collator sits beside the model because it is where token ids enter it: the ids are checked
+here, on the host and before any tensor is made, so that the forward pass need not check them.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._prompts import IGNORE_INDEX
+IGNORE_INDEX = -100  # label of positions without a target (the cross-entropy default)
 
 
 class Collator:
@@ -17,6 +21,9 @@ class Collator:
     ----------
     pad_id
         Token id of padding (``<pad>`` = 0).
+    vocab_size
+        Every token id must lie in ``[0, vocab_size)`` (checked per example, on the host; a
+        ``ValueError`` names the example). ``None`` checks only that ids are not negative.
     pack
         Pack several examples into each row (first fit, rows of ``max_length``) with document ids
         in ``seq_ids`` and position ids restarting at 0 for each example, for attention
@@ -39,13 +46,21 @@ class Collator:
         self,
         *,
         pad_id: int = 0,
+        vocab_size: int | None = None,
         pack: bool = False,
         max_length: int | None = None,
         pad_to_multiple_of: int | None = None,
     ):
         if pack and max_length is None:
             raise ValueError("packing needs `max_length` (the row length)")
+        if vocab_size is not None and (
+            isinstance(vocab_size, bool) or not isinstance(vocab_size, int | np.integer)
+        ):
+            raise TypeError(f"vocab_size must be an int or None, got {vocab_size!r}")
+        if vocab_size is not None and vocab_size < 1:
+            raise ValueError(f"vocab_size must be >= 1, got {vocab_size}")
         self.pad_id = int(pad_id)
+        self.vocab_size = None if vocab_size is None else int(vocab_size)
         self.pack = bool(pack)
         self.max_length = max_length
         self.pad_to_multiple_of = pad_to_multiple_of
@@ -70,9 +85,31 @@ class Collator:
                 free.append(self.max_length - n)
         return rows
 
+    def _check_ids(self, examples: list[dict[str, Any]]) -> None:
+        """Raise a ``ValueError`` naming the first example with ids outside the vocabulary."""
+        top = self.vocab_size
+        valid = f"[0, {top})" if top is not None else "[0, ∞)"
+        for i, example in enumerate(examples):
+            ids = np.asarray(example["input_ids"])
+            if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
+                raise ValueError(
+                    f"example {i}: input_ids must be a 1-D array of integer token ids, got "
+                    f"dtype {ids.dtype} and shape {ids.shape}"
+                )
+            if ids.size == 0:
+                continue
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or (top is not None and hi >= top):
+                raise ValueError(
+                    f"example {i} has token ids in [{lo}, {hi}], outside the valid range {valid}"
+                    + (" (vocab_size)" if top is not None else "")
+                    + "; tokenise with the model's vocabulary"
+                )
+
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if not examples:
             raise ValueError("cannot collate an empty batch")
+        self._check_ids(examples)
         lengths = [len(e["input_ids"]) for e in examples]
         rows = self._rows(lengths)
         width = max(sum(lengths[i] for i in row) for row in rows)
