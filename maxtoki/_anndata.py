@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -104,3 +105,41 @@ def h5ad_safe(value: Any) -> Any:
     if isinstance(value, (str, bool, int, float, np.number, np.ndarray)):
         return value
     return str(value)
+
+
+# --- obs -----------------------------------------------------------------------------------------
+def require_obs(adata: AnnData, key: str, fix: str) -> None:
+    """Raise a ``ValueError`` naming ``fix`` when ``obs[key]`` is missing."""
+    if key not in adata.obs.columns:
+        raise ValueError(f"obs has no column {key!r}: {fix}")
+
+
+def numeric_obs(adata: AnnData, key: str, what: str, fix: str) -> np.ndarray:
+    """``obs[key]`` as float64 (``nan`` for missing); a clear error if absent or not numeric."""
+    require_obs(adata, key, fix)
+    col = adata.obs[key]
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        col = col.astype(col.cat.categories.dtype)
+    if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+        raise ValueError(
+            f"obs[{key!r}] of the {what} must be numeric months, got {col.dtype}; {fix} (convert "
+            "it with `pd.to_numeric`)"
+        )
+    return col.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def group_labels(obs: pd.DataFrame, groupby: str | Sequence[str] | None, what: str) -> np.ndarray:
+    """One label per cell: the values of the ``groupby`` columns joined by ``'|'``."""
+    if groupby is None:
+        return np.full(len(obs), "all", dtype=object)
+    cols = [groupby] if isinstance(groupby, str) else list(groupby)
+    missing = [c for c in cols if c not in obs.columns]
+    if missing:
+        raise ValueError(
+            f"groupby columns {missing} are not in the obs of the {what}; pass existing columns "
+            "or `groupby=None`"
+        )
+    out = obs[cols[0]].astype(str).to_numpy(dtype=object)
+    for c in cols[1:]:
+        out = out + "|" + obs[c].astype(str).to_numpy(dtype=object)
+    return out
