@@ -10,7 +10,7 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:  # the trainer's own parser handles its options, --help included
-        from .train._cli import main as train_main
+        from .train import main as train_main
 
         return train_main(argv[1:])
     parser = argparse.ArgumentParser(

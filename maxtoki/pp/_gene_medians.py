@@ -11,18 +11,18 @@ import pandas as pd
 
 from .. import logging as logg
 from .._anndata import resolve_modality
-from ._gene_ids import resolve_gene_ids
-from ._tokenize import (
+from ._chunks import (
     DEFAULT_CHUNK_SIZE,
     Chunk,
-    _numba_threads,
     get_matrix,
     is_int,
     iter_chunks,
     narrow_data,
+    numba_threads,
     obs_n_counts,
     scan_chunk,
 )
+from ._gene_ids import resolve_gene_ids
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -118,7 +118,7 @@ def gene_medians(
         )
 
     opts = _Opts(mod, layer, n_counts_key, int(chunk_size), n_genes)
-    with _numba_threads():
+    with numba_threads():
         if method == "exact":
             medians = _exact(items, sources, opts)
         else:

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import logging as logg
-from .._anndata import check_vocab, h5ad_safe, mirror_obs, resolve_modality
-from .._settings import settings
-from .._vocab import GeneVocab
-from ._gene_ids import GeneIds, column_tokens, resolve_gene_ids
+from .._anndata import mirror_obs, resolve_modality
+from .._docs import inject_docs
+from .._keys import TokenSlots, h5ad_safe, write_tokens
+from ._chunks import (
+    DEFAULT_CHUNK_SIZE,
+    Plan,
+    check_overlap,
+    encode_chunk,
+    iter_chunks,
+    numba_threads,
+    obs_n_counts,
+    prepare,
+    validate_params,
+)
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
-DEFAULT_KEY = "maxtoki_tokens"
-DEFAULT_CHUNK_SIZE = 10_000
-#: non-integer data whose largest value is below this looks log-normalised or scaled
-_LOG_MAX = 100.0
-_TARGET_SUM = 10_000
+    from .._vocab import GeneVocab
 
 
+@inject_docs
 def tokenize(
     adata: Any,
     *,
@@ -35,7 +38,7 @@ def tokenize(
     gene_id_key: str | None = None,
     n_counts_key: str | None = "n_counts",
     mod: str = "rna",
-    key_added: str = DEFAULT_KEY,
+    key_added: str = "maxtoki",
     min_overlap: float = 0.5,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     copy: bool = False,
@@ -61,8 +64,8 @@ def tokenize(
     Parameters
     ----------
     adata
-        AnnData (in memory or backed) or MuData with raw counts (integers; floats holding whole
-        numbers are fine) in ``X`` or ``layer``: CSR, CSC, dense, or dask.
+        AnnData (in memory or backed) or MuData (see ``mod``) with raw counts (integers; floats
+        holding whole numbers are fine) in ``X`` or ``layer``: CSR, CSC, dense, or dask.
     vocab
         The model's vocabulary, e.g. ``GeneVocab.from_files(token_dictionary, gene_medians)``.
     max_len
@@ -76,13 +79,8 @@ def tokenize(
     n_counts_key
         Column of ``obs`` with each cell's total counts (as in the official tokenizer); when absent
         (or ``None``), totals are computed over all genes of ``X``/``layer``.
-    mod
-        Modality to tokenize when ``adata`` is a MuData; obs columns are mirrored to
-        ``mdata.obs[f"{mod}:{key}"]``.
-    key_added
-        Key of the tokens in ``obsm`` and ``uns``. The other slots take its stem: with
-        ``"maxtoki_tokens"``, ``obs['maxtoki_n_tokens']``, ``obs['maxtoki_empty']`` and
-        ``var['maxtoki_token_id']``.
+    {mod}
+    {key_added}
     min_overlap
         Refuse (``ValueError``) when less than this fraction of all counts falls on vocabulary
         genes: a sign of the wrong species, ID type or feature set.
@@ -96,20 +94,21 @@ def tokenize(
     -------
     ``None``, or the modified copy when ``copy=True``, with
 
-    ``obsm['maxtoki_tokens']``
+    ``obsm[f'{key_added}_tokens']``
         Token ids per cell (``n_obs × width``, ``width`` the longest cell's length), padded with
         ``<pad>`` (0); ``uint16`` when the vocabulary has at most 65,536 tokens, else ``int32``.
-    ``obs['maxtoki_n_tokens']``
+    ``obs[f'{key_added}_n_tokens']``
         Number of tokens of each cell, ``<bos>`` and ``<eos>`` included.
-    ``obs['maxtoki_empty']``
+    ``obs[f'{key_added}_empty']``
         ``True`` for cells without any vocabulary gene (tokens ``<bos> <eos>``).
-    ``var['maxtoki_token_id']``
+    ``var[f'{key_added}_token_id']``
         Token id of each gene, ``-1`` for genes outside the vocabulary.
-    ``uns['maxtoki_tokens']``
+    ``uns[f'{key_added}_tokens']``
         ``params`` (the arguments), ``vocab_hash``, ``vocab_size``, ``dtype``, ``gene_id_source``,
         ``n_genes``, ``n_genes_in_vocab``, ``n_tokens_in_vocab`` (distinct tokens),
         ``frac_counts_in_vocab``, ``n_cells``, ``n_empty``, ``n_truncated`` (cells with more than
-        ``max_len - 2`` vocabulary genes), ``slots`` (the keys written).
+        ``max_len - 2`` vocabulary genes), ``slots`` (the keys written). Token consumers read
+        them with ``tokens_key=f'{key_added}_tokens'``.
 
     Raises
     ------
@@ -118,7 +117,7 @@ def tokenize(
         too little overlap with the vocabulary, ``max_len < 3``, or an unknown layer. On any
         error the input is left unchanged.
     """
-    params = _validate_params(vocab, max_len, chunk_size, min_overlap, key_added)
+    params = validate_params(vocab, max_len, chunk_size, min_overlap, key_added)
     target, _ = resolve_modality(adata, mod)
     start = logg.info(
         f"tokenizing {target.n_obs:,} cells × {target.n_vars:,} genes "
@@ -132,55 +131,22 @@ def tokenize(
         f"{', duplicated IDs summed' if plan.has_dups else ''}); n_counts "
         f"{'from obs[' + repr(n_counts_key) + ']' if n_counts is not None else 'computed'}"
     )
-
     if target.n_obs == 0:
         raise ValueError("the AnnData has no cells to tokenize")
-    flats: list[tuple[int, int, np.ndarray | None]] = []
-    lengths = np.empty(target.n_obs, dtype=np.int32)
-    total_counts = vocab_counts = 0.0
-    n_truncated = 0
-    warned = [False]
-    with _numba_threads():
-        for s, e, chunk in iter_chunks(plan.matrix, target.n_obs, chunk_size, plan.what):
-            enc = encode_chunk(chunk, plan, None if n_counts is None else n_counts[s:e],
-                               row0=s, warned=warned)
-            del chunk
-            flats.append((s, e, enc.tokens))
-            lengths[s:e] = enc.lengths
-            total_counts += enc.total
-            vocab_counts += enc.in_vocab
-            n_truncated += enc.n_truncated
-            if s == 0 and e < target.n_obs:  # fail fast when hopeless
-                check_overlap(enc.in_vocab, enc.total, min_overlap / 2, min_overlap, plan,
-                              f" in the first {e:,} cells")
-        frac = check_overlap(vocab_counts, total_counts, min_overlap, min_overlap, plan, "")
-        logg.info(f"    {frac:.1%} of counts are in vocabulary genes")
-        width = int(lengths.max())
-        tokens = np.zeros((target.n_obs, width), dtype=plan.dtype)
-        from ._rank_kernel import pad_rows
-
-        for i, (s, e, flat) in enumerate(flats):
-            flats[i] = (s, e, None)  # free each chunk once copied
-            offsets = np.zeros(e - s + 1, dtype=np.int64)
-            np.cumsum(lengths[s:e], out=offsets[1:])
-            pad_rows(flat, offsets, tokens, s)
-            del flat
-
-    empty = lengths == 2
-    n_empty = int(empty.sum())
+    tokens, lengths, frac, n_truncated = _encode(
+        target.n_obs, plan, n_counts, chunk_size, min_overlap
+    )
+    slots = TokenSlots.for_key_added(key_added)
+    n_empty = int((lengths == 2).sum())
     if n_empty:
         logg.warning(
             f"{n_empty:,} cells have no vocabulary gene with a non-zero count; they are kept as "
-            f"<bos> <eos> and flagged in obs[{plan_slots(key_added)['empty']!r}]"
+            f"<bos> <eos> and flagged in obs[{slots.empty!r}]"
         )
-    slots = plan_slots(key_added)
-    uns = {
-        "params": h5ad_safe(dict(params, layer=layer, gene_id_key=gene_id_key,
-                                 n_counts_key=n_counts_key, mod=mod)),
-        "vocab_hash": vocab.hash,
-        "encoding_hash": vocab.encoding_hash,
-        "vocab_size": len(vocab),
-        "dtype": np.dtype(plan.dtype).name,
+    record = {
+        "params": h5ad_safe(
+            dict(params, layer=layer, gene_id_key=gene_id_key, n_counts_key=n_counts_key, mod=mod)
+        ),
         "gene_id_source": plan.gene_ids.source,
         "gene_id_key": plan.gene_ids.key,
         "n_counts_source": "obs" if n_counts is not None else "computed",
@@ -191,460 +157,69 @@ def tokenize(
         "n_cells": int(target.n_obs),
         "n_empty": n_empty,
         "n_truncated": int(n_truncated),
-        "slots": h5ad_safe(slots),
     }
-
-    # --- everything validated and computed: write ---------------------------------------------
+    # --- everything validated and computed: write
     if copy:
-        adata = _copy(adata)
+        adata = adata.to_memory() if getattr(adata, "isbacked", False) else adata.copy()
     target, mdata = resolve_modality(adata, mod)
-    target.obsm[slots["tokens"]] = tokens
-    target.obs[slots["n_tokens"]] = lengths
-    target.obs[slots["empty"]] = empty
-    target.var[slots["token_id"]] = plan.col_token.copy()
-    target.uns[key_added] = uns
-    mirror_obs(mdata, mod, [slots["n_tokens"], slots["empty"]])
+    write_tokens(
+        target,
+        tokens,
+        lengths,
+        key_added=key_added,
+        vocab=vocab,
+        token_id=plan.col_token,
+        record=record,
+    )
+    mirror_obs(mdata, mod, [slots.n_tokens, slots.empty])
     logg.info("    finished", time=start)
-    dtype_name = np.dtype(plan.dtype).name
     logg.info(
-        f"added obsm[{slots['tokens']!r}] ({target.n_obs:,} × {width} {dtype_name}), "
-        f"obs[{slots['n_tokens']!r}], obs[{slots['empty']!r}], var[{slots['token_id']!r}], "
-        f"uns[{key_added!r}]"
+        f"added obsm[{slots.tokens!r}] ({target.n_obs:,} × {tokens.shape[1]} "
+        f"{tokens.dtype.name}), obs[{slots.n_tokens!r}], obs[{slots.empty!r}], "
+        f"var[{slots.token_id!r}], uns[{slots.tokens!r}]"
     )
     return adata if copy else None
 
 
-def check_tokens(data: Any, vocab: GeneVocab, key: str = DEFAULT_KEY, *, mod: str = "rna"):
-    """Check that ``obsm[key]`` holds tokens made with ``vocab``; return the token matrix.
+def _encode(n_obs: int, plan: Plan, n_counts, chunk_size: int, min_overlap: float):
+    """Every cell's tokens, padded: ``(tokens, lengths, fraction of counts in vocab, n_truncated)``.
 
-    For functions that consume tokens (embedding, prediction, training): raises a
-    :class:`ValueError` naming the missing step or the vocabulary mismatch.
+    Chunk by chunk (memory bounded by the chunk size plus the result); fails fast when the first
+    chunk already shows too little overlap with the vocabulary.
     """
-    adata, _ = resolve_modality(data, mod)
-    if key not in adata.obsm:
-        raise ValueError(f"obsm[{key!r}] not found; run `mt.pp.tokenize` first")
-    info = adata.uns.get(key)
-    if not isinstance(info, dict) or "vocab_hash" not in info:
-        raise ValueError(
-            f"uns[{key!r}] (the tokens' vocabulary) not found; re-run `mt.pp.tokenize` with the "
-            "model's vocabulary"
-        )
-    if not made_with(info, vocab):
-        raise ValueError(
-            f"tokens in adata were made with vocabulary {info['vocab_hash']}, this model's is "
-            f"{vocab.hash}; re-run mt.pp.tokenize with the model's vocabulary"
-        )
-    return adata.obsm[key]
+    from ._rank_kernel import pad_rows
 
-
-def made_with(info: dict, vocab: GeneVocab) -> bool:
-    """Whether tokens described by ``info`` (their ``uns`` entry) encode cells as ``vocab`` does.
-
-    The same vocabulary, or one with the same genes, token ids and medians (a stage-1 vocabulary
-    and its temporal extension).
-    """
-    if str(info.get("vocab_hash")) == vocab.hash:
-        return True
-    return str(info.get("encoding_hash")) == vocab.encoding_hash
-
-
-def plan_slots(key_added: str) -> dict[str, str]:
-    """The slot names :func:`tokenize` writes for ``key_added``."""
-    stem = key_added[: -len("_tokens")] if key_added.endswith("_tokens") else key_added
-    stem = stem or key_added
-    return {
-        "tokens": key_added,
-        "n_tokens": f"{stem}_n_tokens",
-        "empty": f"{stem}_empty",
-        "token_id": f"{stem}_token_id",
-    }
-
-
-# --- internals shared with gene_medians and tokenize_corpus ----------------------------------
-
-
-def _validate_params(vocab, max_len, chunk_size, min_overlap, key_added) -> dict[str, Any]:
-    check_vocab(vocab)
-    if not is_int(max_len) or max_len < 3:
-        raise ValueError(
-            f"max_len must be an integer ≥ 3 (<bos>, one gene, <eos>), got {max_len!r}"
-        )
-    if not is_int(chunk_size) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    if not isinstance(min_overlap, (int, float, np.floating)) or not 0 <= min_overlap <= 1:
-        raise ValueError(f"min_overlap must be a fraction in [0, 1], got {min_overlap!r}")
-    if not isinstance(key_added, str) or not key_added:
-        raise ValueError(f"key_added must be a non-empty string, got {key_added!r}")
-    return {"max_len": int(max_len), "min_overlap": float(min_overlap),
-            "chunk_size": int(chunk_size), "key_added": key_added}
-
-
-def is_int(value: Any) -> bool:
-    """Whether ``value`` is an integer (and not a bool)."""
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-@dataclass
-class Plan:
-    """Everything the kernels need for one AnnData (internal)."""
-
-    matrix: Any
-    what: str
-    gene_ids: GeneIds
-    col_token: np.ndarray  # int32 per column, -1 outside the vocabulary
-    inv_median: np.ndarray  # float64 per token id, 1 / median (0 for non-genes)
-    has_dups: bool
-    max_genes: int
-    dtype: type
-    n_genes_in_vocab: int
-    n_tokens_in_vocab: int
-    bos: int
-    eos: int
-
-
-def prepare(adata: AnnData, vocab: GeneVocab, *, max_len: int, layer: str | None,
-            gene_id_key: str | None) -> Plan:
-    """Validate the matrix and gene IDs and map columns to tokens (reads no counts)."""
-    if adata.n_vars == 0:
-        raise ValueError(
-            "the AnnData has no genes; tokenize needs the raw counts of (ideally all) genes"
-        )
-    matrix, what = get_matrix(adata, layer)
-    gene_ids = resolve_gene_ids(adata, gene_id_key)
-    col_token = column_tokens(gene_ids.ids, vocab)
-    in_vocab = col_token >= 0
-    n_in = int(in_vocab.sum())
-    if n_in == 0:
-        ex = [str(g) for g in gene_ids.ids[:3]]
-        raise ValueError(
-            f"none of the {adata.n_vars:,} gene IDs in {gene_ids.source} (e.g. {ex}) are in the "
-            f"vocabulary ({vocab.n_genes:,} genes, e.g. {list(vocab.gene_ids[:2])}); check the "
-            "species and ID type, or pass gene_id_key="
-        )
-    n_unique = len(np.unique(col_token[in_vocab]))
-    med = vocab.median_per_token
-    inv_median = np.zeros(len(vocab), dtype=np.float64)
-    genes = np.isfinite(med)
-    inv_median[genes] = np.true_divide(1.0, med[genes])
-    return Plan(
-        matrix=matrix,
-        what=what,
-        gene_ids=gene_ids,
-        col_token=col_token,
-        inv_median=inv_median,
-        has_dups=n_unique < n_in,
-        max_genes=int(max_len) - 2,
-        dtype=token_dtype(vocab),
-        n_genes_in_vocab=n_in,
-        n_tokens_in_vocab=n_unique,
-        bos=vocab.bos_id,
-        eos=vocab.eos_id,
-    )
-
-
-def token_dtype(vocab: GeneVocab) -> type:
-    """Smallest integer type for the vocabulary's ids: uint16 up to 65,536 tokens, else int32."""
-    return np.uint16 if len(vocab) <= np.iinfo(np.uint16).max + 1 else np.int32
-
-
-def get_matrix(adata: AnnData, layer: str | None) -> tuple[Any, str]:
-    """The count matrix (``X`` or a layer), with CSC converted to CSR once; and its name."""
-    import scipy.sparse as sp
-
-    if layer is None:
-        matrix, what = adata.X, "X"
-    else:
-        if not isinstance(layer, str):
-            raise TypeError(f"layer must be a layer name, got {type(layer).__name__}")
-        if layer not in adata.layers:
-            raise ValueError(
-                f"layer {layer!r} not found; available layers: {list(adata.layers.keys())} "
-                "(layer=None uses X)"
-            )
-        matrix, what = adata.layers[layer], f"layers[{layer!r}]"
-    if matrix is None:
-        raise ValueError(f"{what} is empty (None); pass the raw counts in X or a layer")
-    if tuple(matrix.shape) != (adata.n_obs, adata.n_vars):
-        raise ValueError(f"{what} has shape {matrix.shape}, expected {adata.shape}")
-    fmt = getattr(matrix, "format", None)
-    if sp.issparse(matrix):
-        if fmt != "csr":
-            logg.hint(f"converting {what} from {fmt.upper()} to CSR (one copy)")
-            matrix = sp.csr_matrix(matrix)
-        dt = matrix.dtype
-    elif fmt == "csc" and hasattr(matrix, "to_memory"):  # backed CSC: row slices read everything
-        logg.warning(f"{what} is a backed CSC matrix: loading it into memory as CSR")
-        matrix = sp.csr_matrix(matrix.to_memory())
-        dt = matrix.dtype
-    else:
-        dt = getattr(matrix, "dtype", None)
-        if dt is None:
-            matrix = np.asarray(matrix)
-            dt = matrix.dtype
-    if not (np.issubdtype(dt, np.number) or np.issubdtype(dt, np.bool_)):
-        raise TypeError(f"{what} must hold numbers (raw counts), got dtype {dt}")
-    if np.issubdtype(dt, np.complexfloating):
-        raise TypeError(f"{what} must hold real raw counts, got dtype {dt}")
-    return matrix, what
-
-
-def obs_n_counts(adata: AnnData, key: str | None) -> np.ndarray | None:
-    """``obs[key]`` as float64 (validated), or ``None`` when absent."""
-    if key is None or key not in adata.obs.columns:
-        return None
-    col = adata.obs[key]
-    try:
-        n = np.asarray(col, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"obs[{key!r}] must be numeric total counts, got dtype {col.dtype}"
-        ) from None
-    bad = ~np.isfinite(n) | (n < 0)
-    if bad.any():
-        raise ValueError(
-            f"obs[{key!r}] has {int(bad.sum()):,} negative, NaN or infinite totals (e.g. cell "
-            f"{adata.obs_names[bad][0]!r}); fix them or pass n_counts_key=None to compute totals"
-        )
-    return n
-
-
-@dataclass
-class Chunk:
-    """One chunk of rows in CSR form (internal)."""
-
-    indptr: np.ndarray  # int64, n_rows + 1, any base
-    indices: np.ndarray  # int32
-    data: np.ndarray  # float32 or float64
-    canonical: bool  # no duplicated columns within a row
-
-
-def read_rows(matrix: Any, s: int, e: int) -> Chunk:
-    """Rows ``s:e`` of ``matrix`` as a :class:`Chunk` (zero-copy for in-memory CSR)."""
-    import scipy.sparse as sp
-
-    if sp.issparse(matrix):  # in-memory CSR: views
-        ip = matrix.indptr
-        a, b = int(ip[s]), int(ip[e])
-        indptr = ip[s : e + 1].astype(np.int64)
-        indices, data = matrix.indices[a:b], matrix.data[a:b]
-        canonical = bool(matrix.has_canonical_format)  # computed once, cached by SciPy
-    else:
-        block = matrix[s:e]
-        if hasattr(block, "compute"):  # dask
-            block = block.compute()
-        if sp.issparse(block):
-            block = sp.csr_matrix(block)
-            canonical = bool(block.has_canonical_format)
-        else:
-            block = np.asarray(block)
-            if block.dtype == np.float16:  # SciPy has no float16 sparse matrices
-                block = block.astype(np.float32)
-            block = sp.csr_matrix(block)
-            canonical = True
-        indptr, indices, data = block.indptr.astype(np.int64), block.indices, block.data
-    return Chunk(indptr, indices.astype(np.int32, copy=False), narrow_data(data), canonical)
-
-
-def narrow_data(data: np.ndarray) -> np.ndarray:
-    """Counts as float32 when that is exact (whole counts below 2**24 always are), else float64.
-
-    Half the memory of float64 and a single compiled kernel variant in the common case; the
-    kernels compute in float64 either way, so values are unchanged.
-    """
-    if data.dtype == np.float32:
-        return data
-    with np.errstate(over="ignore"):  # values beyond float32 stay float64
-        narrow = data.astype(np.float32)
-    if data.dtype == np.float16 or np.array_equal(narrow, data):
-        return narrow
-    return data.astype(np.float64, copy=False)
-
-
-def chunk_bounds(n_obs: int, chunk_size: int) -> list[tuple[int, int]]:
-    """``[(start, end), …]`` covering ``n_obs`` rows in chunks of ``chunk_size``."""
-    return [(s, min(s + chunk_size, n_obs)) for s in range(0, n_obs, chunk_size)]
-
-
-def iter_chunks(matrix: Any, n_obs: int, chunk_size: int, what: str = "X",
-                prefetch: bool | None = None,
-                bounds: list[tuple[int, int]] | None = None) -> Iterator[tuple[int, int, Chunk]]:
-    """Yield ``(start, end, chunk)`` over rows; reads the next chunk in a thread meanwhile."""
-    import scipy.sparse as sp
-
-    if bounds is None:
-        bounds = chunk_bounds(n_obs, chunk_size)
-    if prefetch is None:
-        prefetch = not sp.issparse(matrix)  # in-memory CSR chunks are zero-copy views
-    if not prefetch or len(bounds) < 2:
-        for s, e in bounds:
-            yield s, e, read_rows(matrix, s, e)
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="maxtoki-read") as pool:
-        fut = pool.submit(read_rows, matrix, *bounds[0])
-        for k, (s, e) in enumerate(bounds):
-            chunk = fut.result()
-            if k + 1 < len(bounds):
-                fut = pool.submit(read_rows, matrix, *bounds[k + 1])
-            yield s, e, chunk
-
-
-def check_stats(stats: np.ndarray, *, what: str, row0: int, n: int, warned: list[bool],
-                totals: np.ndarray | None = None) -> None:
-    """Raise on negative, NaN/infinite or log-normalised values found by a kernel's pass.
-
-    ``totals`` (per-cell sums) must be finite: values near the float64 limit overflow them.
-    """
-    n_neg, n_bad, n_frac = stats[:, 0].sum(), stats[:, 1].sum(), stats[:, 2].sum()
-    vmax = stats[:, 3].max() if len(stats) else 0.0
-    where = f"{what} (cells {row0:,}–{row0 + n - 1:,})"
-    if n_bad:
-        raise ValueError(f"{where} has {int(n_bad):,} NaN or infinite values; pass raw counts")
-    if totals is not None and not np.isfinite(totals).all():
-        r = row0 + int(np.flatnonzero(~np.isfinite(totals))[0])
-        raise ValueError(
-            f"{where}: the counts of cell {r:,} sum to infinity (values near the float64 limit); "
-            "these are not raw counts: pass layer= naming the raw counts"
-        )
-    if n_neg:
-        raise ValueError(
-            f"{where} has {int(n_neg):,} negative values; tokenize needs raw counts (not scaled "
-            "or log-normalised data): pass layer= naming the raw counts"
-        )
-    if n_frac:
-        example = stats[stats[:, 2] > 0, 4][0]
-        if vmax < _LOG_MAX:
-            raise ValueError(
-                f"{where} looks log-normalised: non-integer values (e.g. {example:.4g}) and a "
-                f"maximum of {vmax:.4g}; tokenize needs raw counts: pass layer= naming the raw "
-                "counts (e.g. layer='counts')"
-            )
-        if not warned[0]:
-            logg.warning(
-                f"{what} has non-integer values (e.g. {example:.4g}); MaxToki expects raw counts. "
-                "Continuing (ambient-corrected or EM counts are fine; normalised data is not)"
-            )
-            warned[0] = True
-
-
-@dataclass
-class Encoded:
-    """Tokens of one chunk (internal)."""
-
-    tokens: np.ndarray  # flat, <bos> … <eos> per cell
-    lengths: np.ndarray  # int32 tokens per cell
-    total: float  # sum of all counts
-    in_vocab: float  # sum of counts on vocabulary genes
-    n_truncated: int  # cells with more than max_len - 2 vocabulary genes
-
-
-_MIN_PARALLEL_ROWS = 256
-
-
-def _n_blocks(n_rows: int) -> int:
-    """Blocks of rows for the parallel kernels (1: run serially, for small chunks)."""
-    if n_rows < _MIN_PARALLEL_ROWS or settings.n_threads == 1:
-        return 1
-    return min(n_rows, 8 * settings.n_threads)
-
-
-def scan_chunk(chunk: Chunk, col_map: np.ndarray, n_map: int, has_dups: bool, *, row0: int,
-               warned: list[bool], what: str):
-    """Per-row totals and sums over mapped columns, with the values validated.
-
-    Returns per-row totals (all genes), sums over mapped columns (``col_map >= 0``), the number
-    of distinct mapped ids with a non-zero count, and whether duplicates must be summed; raises
-    on negative, NaN or log-normalised values.
-    """
-    from ._rank_kernel import _scan_block, scan_csr
-
-    n = len(chunk.indptr) - 1
-    nb = _n_blocks(n)
-    totals = np.empty(n, dtype=np.float64)
-    in_vocab = np.empty(n, dtype=np.float64)
-    n_unique = np.empty(n, dtype=np.int64)
-    stats = np.zeros((nb, 5), dtype=np.float64)
-    dups = has_dups or not chunk.canonical
-    if nb == 1:  # small chunk: skip the thread pool
-        _scan_block(chunk.indptr, chunk.indices, chunk.data, col_map, n_map, dups, 0, n, totals,
-                    in_vocab, n_unique, stats, 0)
-    else:
-        scan_csr(chunk.indptr, chunk.indices, chunk.data, col_map, n_map, dups, nb, totals,
-                 in_vocab, n_unique, stats)
-    check_stats(stats, what=what, row0=row0, n=n, warned=warned, totals=totals)
-    return totals, in_vocab, n_unique, dups
-
-
-def encode_chunk(chunk: Chunk, plan: Plan, n_counts: np.ndarray | None, *, row0: int,
-                 warned: list[bool]) -> Encoded:
-    """Rank value encoding of one chunk into a flat token array (validated)."""
-    from ._rank_kernel import _encode_block, compact_rows, encode_csr
-
-    n = len(chunk.indptr) - 1
-    nb = _n_blocks(n)
-    # room for every row's detected entries (capped), then compacted to the real lengths
-    slots = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.minimum(np.diff(chunk.indptr), plan.max_genes) + 2, out=slots[1:])
-    buf = np.empty(int(slots[-1]), dtype=np.int32)  # one compiled variant; cast below
-    lengths = np.empty(n, dtype=np.int32)
-    totals = np.empty(n, dtype=np.float64)
-    in_vocab = np.empty(n, dtype=np.float64)
-    n_unique = np.empty(n, dtype=np.int64)
-    stats = np.zeros((nb, 5), dtype=np.float64)
-    obs_n = np.zeros(0) if n_counts is None else np.ascontiguousarray(n_counts, dtype=np.float64)
-    dups = plan.has_dups or not chunk.canonical
-    args = (chunk.indptr, chunk.indices, chunk.data, obs_n, plan.col_token, plan.inv_median, dups,
-            plan.max_genes, slots, buf, lengths, totals, in_vocab, n_unique, stats, plan.bos,
-            plan.eos)
-    if nb == 1:  # small chunk: skip the thread pool
-        _encode_block(*args, 0, n, 0)
-    else:
-        encode_csr(*args, nb)
-    check_stats(stats, what=plan.what, row0=row0, n=n, warned=warned, totals=totals)
-    nc = totals if n_counts is None else obs_n
-    bad = (n_unique > 0) & ~(nc > 0)
-    if bad.any():
-        r = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"cell {row0 + r:,} has counts in vocabulary genes but a total count (n_counts) of "
-            f"{nc[r]:g}; fix obs n_counts or pass n_counts_key=None"
-        )
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    out = np.empty(int(offsets[-1]), dtype=plan.dtype)
-    compact_rows(buf, slots, lengths, offsets, out)
-    return Encoded(out, lengths, float(totals.sum()), float(in_vocab.sum()),
-                   int((n_unique > plan.max_genes).sum()))
-
-
-def check_overlap(in_vocab: float, total: float, threshold: float, min_overlap: float,
-                  plan: Plan, where: str) -> float:
-    """Fraction of counts on vocabulary genes; ``ValueError`` below ``threshold``."""
-    if total <= 0:
-        return 0.0
-    frac = in_vocab / total
-    if frac < threshold:
-        raise ValueError(
-            f"only {frac:.1%} of counts{where} are in vocabulary genes ({plan.n_genes_in_vocab:,} "
-            f"genes of {plan.gene_ids.source} matched), below min_overlap={min_overlap:g}: wrong "
-            "species, ID type or a filtered feature set? Check gene_id_key=, or lower min_overlap "
-            "if this is intended"
-        )
-    return frac
-
-
-def _copy(adata: Any) -> Any:
-    if getattr(adata, "isbacked", False):
-        return adata.to_memory()
-    return adata.copy()
-
-
-@contextlib.contextmanager
-def _numba_threads():
-    import numba
-
-    old = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(settings.n_threads, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(old)
+    flats: list[tuple[int, int, np.ndarray | None]] = []
+    lengths = np.empty(n_obs, dtype=np.int32)
+    total_counts = vocab_counts = 0.0
+    n_truncated = 0
+    warned = [False]
+    with numba_threads():
+        for s, e, chunk in iter_chunks(plan.matrix, n_obs, chunk_size, plan.what):
+            part = None if n_counts is None else n_counts[s:e]
+            enc = encode_chunk(chunk, plan, part, row0=s, warned=warned)
+            del chunk
+            flats.append((s, e, enc.tokens))
+            lengths[s:e] = enc.lengths
+            total_counts += enc.total
+            vocab_counts += enc.in_vocab
+            n_truncated += enc.n_truncated
+            if s == 0 and e < n_obs:  # fail fast when hopeless
+                check_overlap(
+                    enc.in_vocab,
+                    enc.total,
+                    min_overlap / 2,
+                    min_overlap,
+                    plan,
+                    f" in the first {e:,} cells",
+                )
+        frac = check_overlap(vocab_counts, total_counts, min_overlap, min_overlap, plan, "")
+        logg.info(f"    {frac:.1%} of counts are in vocabulary genes")
+        tokens = np.zeros((n_obs, int(lengths.max())), dtype=plan.dtype)
+        for i, (s, e, flat) in enumerate(flats):
+            flats[i] = (s, e, None)  # free each chunk once copied
+            offsets = np.zeros(e - s + 1, dtype=np.int64)
+            np.cumsum(lengths[s:e], out=offsets[1:])
+            pad_rows(flat, offsets, tokens, s)
+            del flat
+    return tokens, lengths, frac, n_truncated

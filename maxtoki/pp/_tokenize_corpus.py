@@ -11,7 +11,18 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
+from .._keys import token_dtype
 from .._vocab import GENE_MEDIANS_FILE, TOKEN_DICTIONARY_FILE, GeneVocab
+from ._chunks import (
+    check_overlap,
+    chunk_bounds,
+    encode_chunk,
+    iter_chunks,
+    numba_threads,
+    obs_n_counts,
+    prepare,
+    validate_params,
+)
 from ._token_store import (
     MANIFEST,
     SHARDS_DIR,
@@ -21,17 +32,6 @@ from ._token_store import (
     TokenStore,
     read_manifest,
     write_manifest,
-)
-from ._tokenize import (
-    _numba_threads,
-    _validate_params,
-    check_overlap,
-    chunk_bounds,
-    encode_chunk,
-    iter_chunks,
-    obs_n_counts,
-    prepare,
-    token_dtype,
 )
 
 DEFAULT_CORPUS_CHUNK_SIZE = 10_000
@@ -94,7 +94,7 @@ def tokenize_corpus(
     -------
     The :class:`~maxtoki.pp.TokenStore` opened on ``out_dir``.
     """
-    params = _validate_params(vocab, max_len, chunk_size, min_overlap, "tokens")
+    params = validate_params(vocab, max_len, chunk_size, min_overlap, "tokens")
     paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
     if not paths:
         raise ValueError("no files given")
@@ -158,7 +158,7 @@ def tokenize_corpus(
         shutil.rmtree(d) if d.is_dir() else d.unlink()
 
     n_written = 0
-    with _numba_threads():
+    with numba_threads():
         for fi, info in enumerate(infos):
             bounds = chunk_bounds(info["n_obs"], params["chunk_size"])
             todo = [(s, e) for s, e in bounds if _shard_name(fi, s) not in done]

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import is_number, resolve_modality
+from .._anndata import group_labels, is_number, resolve_modality
+from .._docs import inject_docs
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -17,17 +18,18 @@ TASKS = ("TimeBetweenCells", "NextCell")
 Task = Literal["TimeBetweenCells", "NextCell"]
 
 
+@inject_docs
 def trajectories(
     adata: AnnData,
     *,
     time_key: str = "age_months",
-    group_by: str | Sequence[str] | None = ("cell_type", "sex"),
+    groupby: str | Sequence[str] | None = ("cell_type", "sex"),
     n_context: int | tuple[int, int] = (2, 3),
     n_prompts: int | None = None,
     task: Task | Sequence[Task] = ("TimeBetweenCells", "NextCell"),
     task_mix: float = 0.5,
     holdout: Mapping[str, Any] | Sequence[bool] | np.ndarray | pd.Series | None = None,
-    rng: int | np.random.Generator | None = 0,
+    random_state: int | np.random.Generator | None = 0,
     time_range: tuple[int, int] = (-1500, 1499),
     mod: str = "rna",
 ) -> pd.DataFrame:
@@ -51,7 +53,7 @@ def trajectories(
         AnnData (or MuData, see ``mod``) with a numeric time column in ``obs``.
     time_key
         ``obs`` column with each cell's time in months (e.g. donor age).
-    group_by
+    groupby
         ``obs`` column(s) whose combination defines a trajectory's group; ``None`` puts every
         cell into one group. Every group needs cells at ≥ 2 distinct times.
     n_context
@@ -69,13 +71,11 @@ def trajectories(
         matches every entry), e.g. ``{"cell_type": ["B cell"]}``. Training prompts use no
         held-out cell; each held-out cell is the query of one eval prompt per task, with context
         from the other cells of its group.
-    rng
-        Seed or :class:`numpy.random.Generator`; the same seed gives the same table.
+    {random_state}
     time_range
         Inclusive month range of the model's time tokens; timelapses outside it are clipped with
         a warning.
-    mod
-        Modality to use when ``adata`` is a MuData.
+    {mod}
 
     Returns
     -------
@@ -100,10 +100,133 @@ def trajectories(
     """
     adata, _ = resolve_modality(adata, mod)
     start = logg.info("building temporal prompts")
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    gen = (
+        random_state
+        if isinstance(random_state, np.random.Generator)
+        else np.random.default_rng(random_state)
+    )
     obs = adata.obs
     n_obs = adata.n_obs
 
+    checked = _check_args(task, task_mix, n_context, n_prompts, obs, time_range)
+    tasks, (k_min, k_max), (lo, hi) = checked
+
+    times = _check_times(obs, time_key)
+    groups = group_labels(obs, groupby, "AnnData")
+    held = _holdout_mask(obs, holdout, n_obs)
+
+    valid = np.isfinite(times)
+    if not valid.all():
+        warnings.warn(
+            f"{int((~valid).sum())} cells have no value in obs[{time_key!r}] and are left out of "
+            "the prompts",
+            UserWarning,
+            stacklevel=2,
+        )
+    train_cells = np.flatnonzero(valid & ~held)
+    eval_cells = np.flatnonzero(valid & held)
+    if len(train_cells) == 0 and len(eval_cells) == 0:
+        raise ValueError("no cells with a time value to build prompts from")
+    train_pools = _pools(train_cells, groups, times, what="training cells")
+    eval_pools = (
+        _pools(np.flatnonzero(valid), groups, times, what="cells") if len(eval_cells) else {}
+    )
+    n_train = len(train_cells) if n_prompts is None else int(n_prompts)
+    if n_train and len(train_cells) == 0:
+        raise ValueError(
+            "every cell is held out; there are no training cells to build prompts from"
+        )
+    query, split, task_col = _queries(train_cells, eval_cells, n_train, tasks, task_mix, gen)
+    n = len(query)
+    ctx = np.full((n, k_max), -1, dtype=np.int64)
+    n_ctx = gen.integers(k_min, k_max + 1, size=n)
+    for i in range(n):
+        pools = train_pools if split[i] == "train" else eval_pools
+        ctx[i, : n_ctx[i]] = _draw_context(query[i], pools[groups[query[i]]], times, n_ctx[i], gen)
+    df = _table(
+        adata.obs_names, times, groups, query, split, task_col, ctx, n_ctx, (lo, hi), time_key
+    )
+    df.attrs["maxtoki_trajectories"] = {
+        "time_key": time_key,
+        "groupby": None if groupby is None else list(_as_list(groupby)),
+        "n_context": [k_min, k_max],
+        "task": list(tasks),
+        "task_mix": float(task_mix),
+        "time_range": [lo, hi],
+    }
+    logg.info(
+        f"    {int((split == 'train').sum())} training and {int((split == 'eval').sum())} eval "
+        f"prompts over {len(train_pools) or len(eval_pools)} groups",
+        time=start,
+    )
+    return df
+
+
+def _queries(train_cells, eval_cells, n_train, tasks, task_mix, gen):
+    """Query cells, splits and tasks of the prompts.
+
+    Training queries cycle through shuffled training cells; each held-out cell is the query of
+    one eval prompt per task.
+    """
+    queries = _cycle(train_cells, n_train, gen)
+    if len(tasks) == 2:
+        n_tbc = round(task_mix * n_train)
+        train_tasks = np.array([TASKS[0]] * n_tbc + [TASKS[1]] * (n_train - n_tbc), dtype=object)
+        gen.shuffle(train_tasks)
+    else:
+        train_tasks = np.array([tasks[0]] * n_train, dtype=object)
+    rows_q, rows_task = [queries], [train_tasks]
+    rows_split = [np.array(["train"] * n_train, dtype=object)]
+    if len(eval_cells):
+        eq = np.repeat(eval_cells, len(tasks))
+        rows_q.append(eq)
+        rows_task.append(np.tile(np.array(tasks, dtype=object), len(eval_cells)))
+        rows_split.append(np.array(["eval"] * len(eq), dtype=object))
+    return (
+        np.concatenate(rows_q).astype(np.int64),
+        np.concatenate(rows_split),
+        np.concatenate(rows_task),
+    )
+
+
+def _table(obs_names, times, groups, query, split, task_col, ctx, n_ctx, time_range, time_key):
+    """The prompt table: obs names, times and whole-month timelapses (clipped, with a warning)."""
+    lo, hi = time_range
+    n, k_max = ctx.shape
+    names = np.asarray(obs_names, dtype=object)
+    t_ctx = np.where(ctx >= 0, times[np.maximum(ctx, 0)], np.nan)
+    dt = np.rint(np.diff(t_ctx, axis=1))
+    dt_q = np.rint(times[query] - t_ctx[np.arange(n), n_ctx - 1])
+    n_clip = int(np.sum((dt < lo) | (dt > hi)) + np.sum((dt_q < lo) | (dt_q > hi)))
+    if n_clip:
+        warnings.warn(
+            f"{n_clip} timelapses lie outside the time-token range [{lo}, {hi}] months and were "
+            f"clipped to it; check the units of obs[{time_key!r}] (months expected)",
+            UserWarning,
+            stacklevel=3,
+        )
+        dt, dt_q = np.clip(dt, lo, hi), np.clip(dt_q, lo, hi)
+    data: dict[str, Any] = {
+        "task": task_col,
+        "split": split,
+        "group": np.asarray(groups, dtype=object)[query] if n else np.array([], dtype=object),
+        "n_context": n_ctx.astype(np.int64),
+    }
+    for j in range(k_max):
+        data[f"ctx{j}"] = np.where(ctx[:, j] >= 0, names[np.maximum(ctx[:, j], 0)], None)
+    for j in range(k_max):
+        data[f"t_ctx{j}"] = t_ctx[:, j]
+    for j in range(k_max - 1):
+        data[f"dt{j}"] = pd.array(dt[:, j], dtype="Int64")
+    data["query"] = names[query] if n else np.array([], dtype=object)
+    data["t_query"] = times[query]
+    data["dt_query"] = dt_q.astype(np.int64)
+    return pd.DataFrame(data)
+
+
+# --- validation ---------------------------------------------------------------------------------
+def _check_args(task, task_mix, n_context, n_prompts, obs, time_range):
+    """The tasks, the ``(min, max)`` context cells and months, or a clear error."""
     tasks = _check_tasks(task)
     if not is_number(task_mix) or not 0.0 <= task_mix <= 1.0:
         raise ValueError(
@@ -124,115 +247,9 @@ def trajectories(
     lo, hi = (int(v) for v in time_range)
     if hi <= lo:
         raise ValueError(f"time_range must be (min, max) months with max > min, got {time_range}")
-
-    times = _check_times(obs, time_key)
-    groups = _group_labels(obs, group_by)
-    held = _holdout_mask(obs, holdout, n_obs)
-
-    valid = np.isfinite(times)
-    if not valid.all():
-        warnings.warn(
-            f"{int((~valid).sum())} cells have no value in obs[{time_key!r}] and are left out of "
-            "the prompts",
-            UserWarning,
-            stacklevel=2,
-        )
-    train_cells = np.flatnonzero(valid & ~held)
-    eval_cells = np.flatnonzero(valid & held)
-    if len(train_cells) == 0 and len(eval_cells) == 0:
-        raise ValueError("no cells with a time value to build prompts from")
-
-    train_pools = _pools(train_cells, groups, times, what="training cells")
-    eval_pools = (
-        _pools(np.flatnonzero(valid), groups, times, what="cells") if len(eval_cells) else {}
-    )
-
-    # --- training prompts: queries cycle through shuffled training cells
-    if n_prompts is None:
-        n_train = len(train_cells)
-    else:
-        n_train = int(n_prompts)
-    if n_train and len(train_cells) == 0:
-        raise ValueError(
-            "every cell is held out; there are no training cells to build prompts from"
-        )
-    queries = _cycle(train_cells, n_train, gen)
-    if len(tasks) == 2:
-        n_tbc = round(task_mix * n_train)
-        train_tasks = np.array([TASKS[0]] * n_tbc + [TASKS[1]] * (n_train - n_tbc), dtype=object)
-        gen.shuffle(train_tasks)
-    else:
-        train_tasks = np.array([tasks[0]] * n_train, dtype=object)
-
-    rows_q = [queries]
-    rows_task = [train_tasks]
-    rows_split = [np.array(["train"] * n_train, dtype=object)]
-    if len(eval_cells):
-        eq = np.repeat(eval_cells, len(tasks))
-        rows_q.append(eq)
-        rows_task.append(np.tile(np.array(tasks, dtype=object), len(eval_cells)))
-        rows_split.append(np.array(["eval"] * len(eq), dtype=object))
-    query = np.concatenate(rows_q).astype(np.int64)
-    split = np.concatenate(rows_split)
-    task_col = np.concatenate(rows_task)
-
-    n = len(query)
-    ctx = np.full((n, k_max), -1, dtype=np.int64)
-    n_ctx = gen.integers(k_min, k_max + 1, size=n)
-    for i in range(n):
-        pools = train_pools if split[i] == "train" else eval_pools
-        ctx[i, : n_ctx[i]] = _draw_context(query[i], pools[groups[query[i]]], times, n_ctx[i], gen)
-
-    # --- assemble the table
-    names = np.asarray(adata.obs_names, dtype=object)
-    t_ctx = np.where(ctx >= 0, times[np.maximum(ctx, 0)], np.nan)
-    dt = np.rint(np.diff(t_ctx, axis=1))
-    last = t_ctx[np.arange(n), n_ctx - 1]
-    dt_q = np.rint(times[query] - last)
-    n_clip = int(np.sum((dt < lo) | (dt > hi)) + np.sum((dt_q < lo) | (dt_q > hi)))
-    if n_clip:
-        warnings.warn(
-            f"{n_clip} timelapses lie outside the time-token range [{lo}, {hi}] months and were "
-            f"clipped to it; check the units of obs[{time_key!r}] (months expected)",
-            UserWarning,
-            stacklevel=2,
-        )
-        dt = np.clip(dt, lo, hi)
-        dt_q = np.clip(dt_q, lo, hi)
-
-    data: dict[str, Any] = {
-        "task": task_col,
-        "split": split,
-        "group": np.asarray(groups, dtype=object)[query] if n else np.array([], dtype=object),
-        "n_context": n_ctx.astype(np.int64),
-    }
-    for j in range(k_max):
-        data[f"ctx{j}"] = np.where(ctx[:, j] >= 0, names[np.maximum(ctx[:, j], 0)], None)
-    for j in range(k_max):
-        data[f"t_ctx{j}"] = t_ctx[:, j]
-    for j in range(k_max - 1):
-        data[f"dt{j}"] = pd.array(dt[:, j], dtype="Int64")
-    data["query"] = names[query] if n else np.array([], dtype=object)
-    data["t_query"] = times[query]
-    data["dt_query"] = dt_q.astype(np.int64)
-    df = pd.DataFrame(data)
-    df.attrs["maxtoki_trajectories"] = {
-        "time_key": time_key,
-        "group_by": None if group_by is None else list(_as_list(group_by)),
-        "n_context": [k_min, k_max],
-        "task": list(tasks),
-        "task_mix": float(task_mix),
-        "time_range": [lo, hi],
-    }
-    logg.info(
-        f"    {int((split == 'train').sum())} training and {int((split == 'eval').sum())} eval "
-        f"prompts over {len(train_pools) or len(eval_pools)} groups",
-        time=start,
-    )
-    return df
+    return tasks, (k_min, k_max), (lo, hi)
 
 
-# --- validation ---------------------------------------------------------------------------------
 def _as_list(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
@@ -280,23 +297,6 @@ def _check_times(obs: pd.DataFrame, time_key: str) -> np.ndarray:
     if np.isinf(times).any():
         raise ValueError(f"obs[{time_key!r}] has infinite values; times must be finite months")
     return times
-
-
-def _group_labels(obs: pd.DataFrame, group_by) -> np.ndarray:
-    if group_by is None:
-        return np.full(len(obs), "all", dtype=object)
-    cols = _as_list(group_by)
-    missing = [c for c in cols if c not in obs.columns]
-    if missing:
-        raise ValueError(
-            f"group_by columns {missing} are not in obs; pass existing obs columns or "
-            f"`group_by=None` (obs columns: {list(obs.columns)})"
-        )
-    parts = [obs[c].astype(str).to_numpy(dtype=object) for c in cols]
-    out = parts[0].copy()
-    for p in parts[1:]:
-        out = out + "|" + p
-    return out
 
 
 def _holdout_mask(obs: pd.DataFrame, holdout, n_obs: int) -> np.ndarray:
@@ -359,7 +359,7 @@ def _pools(
         shown = ", ".join(repr(s) for s in single[:10]) + (" …" if len(single) > 10 else "")
         raise ValueError(
             f"{len(single)} group(s) of {what} have a single time point, but a trajectory needs "
-            f"cells at ≥ 2 distinct times: {shown}. Drop these groups, use a coarser `group_by`, "
+            f"cells at ≥ 2 distinct times: {shown}. Drop these groups, use a coarser `groupby`, "
             "or hold out fewer cells"
         )
     return pools

@@ -2,10 +2,11 @@
 
 from ..models import Collator
 from ._checkpoint import latest_checkpoint, load_trainer_state
+from ._cli import main
 from ._config import TrainConfig
 from ._distributed import destroy_distributed, init_distributed, parallelize
 from ._model import build_model
-from ._prompts import ArrayTokens, CellDataset, PromptDataset, read_prompts
+from ._prompts import ArrayTokens, CellDataset, PromptDataset, build_datasets, read_prompts
 from ._trainer import NonFiniteLossError, Trainer
 
 __all__ = [
@@ -16,11 +17,13 @@ __all__ = [
     "PromptDataset",
     "TrainConfig",
     "Trainer",
+    "build_datasets",
     "build_model",
     "destroy_distributed",
     "init_distributed",
     "latest_checkpoint",
     "load_trainer_state",
+    "main",
     "parallelize",
     "read_prompts",
 ]

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
+from ..pp import PromptEncoder
 
 if TYPE_CHECKING:
     from ._config import TrainConfig
@@ -121,12 +122,7 @@ class _Cells:
     """Fetches cells from a token source, checks ``<bos>``/``<eos>`` and cuts genes."""
 
     def __init__(self, tokens: TokenSource, *, bos: int, eos: int, max_genes: int | None):
-        if max_genes is not None and (
-            not isinstance(max_genes, (int, np.integer)) or max_genes < 1
-        ):
-            raise ValueError(
-                f"max_genes_per_cell must be a positive int or None, got {max_genes!r}"
-            )
+        _check_max_genes(max_genes)
         self.tokens, self.bos, self.eos, self.max_genes = tokens, bos, eos, max_genes
 
     def __call__(self, i: int) -> np.ndarray:
@@ -140,6 +136,11 @@ class _Cells:
         if self.max_genes is not None and len(cell) - 2 > self.max_genes:
             cell = np.concatenate([cell[: self.max_genes + 1], cell[-1:]])
         return cell
+
+
+def _check_max_genes(max_genes) -> None:
+    if max_genes is not None and (not isinstance(max_genes, (int, np.integer)) or max_genes < 1):
+        raise ValueError(f"max_genes_per_cell must be a positive int or None, got {max_genes!r}")
 
 
 def _check_max_length(max_length) -> int | None:
@@ -238,11 +239,11 @@ class PromptDataset:
             )
         self.vocab = vocab
         self.max_length = _check_max_length(max_length)
-        self.truncate = bool(truncate)
-        self._cells = _Cells(
-            tokens, bos=vocab.bos_id, eos=vocab.eos_id, max_genes=max_genes_per_cell
+        self.tokens = tokens
+        _check_max_genes(max_genes_per_cell)
+        self.encoder = PromptEncoder(
+            vocab, max_length=self.max_length, max_genes=max_genes_per_cell, truncate=truncate
         )
-        self.boq, self.eoq = vocab.boq_id, vocab.eoq_id
         index = _name_index(tokens, obs_names)
 
         n = len(prompts)
@@ -272,12 +273,13 @@ class PromptDataset:
                     f"column {c!r} has missing timelapses in prompts with > {j + 1} context cells"
                 )
             dts[used, j] = col[used].astype(np.int64)
-        self.dt_ids = self._time_ids(dts, n_ctx[:, None] > np.arange(1, k_max)[None, :], "dt")
+        self._check_times(dts, n_ctx[:, None] > np.arange(1, k_max)[None, :], "dt")
+        self.dts = dts
         dt_q = pd.to_numeric(prompts["dt_query"], errors="coerce").to_numpy(dtype=np.float64)
         if np.isnan(dt_q).any():
             raise ValueError("column 'dt_query' has missing values")
         self.dt_query = dt_q.astype(np.int64)
-        self.dt_query_ids = self._time_ids(self.dt_query, np.ones(n, bool), "dt_query")
+        self._check_times(self.dt_query, np.ones(n, bool), "dt_query")
 
         task = prompts["task"].to_numpy()
         bad = sorted({str(t) for t in task} - set(TASKS))
@@ -302,19 +304,14 @@ class PromptDataset:
             )
         return pos.astype(np.int64)
 
-    def _time_ids(self, months: np.ndarray, used: np.ndarray, column: str) -> np.ndarray:
+    def _check_times(self, months: np.ndarray, used: np.ndarray, column: str) -> None:
         lo, hi = self.vocab.time_range
-        out = np.zeros(months.shape, dtype=np.int64)
         m = months[used]
         if m.size and (m.min() < lo or m.max() > hi):
             raise ValueError(
                 f"timelapses in {column!r} span [{m.min()}, {m.max()}] months, outside the time "
                 f"tokens [{lo}, {hi}]; rebuild the prompts with `time_range={(lo, hi)}`"
             )
-        out[used] = np.asarray(
-            self.vocab.time_token_id(m.astype(np.int64)), dtype=np.int64
-        ).reshape(-1)
-        return out
 
     # -- access
     def __len__(self) -> int:
@@ -328,52 +325,16 @@ class PromptDataset:
     def __getitem__(self, i: int) -> dict[str, Any]:
         i = int(i)
         k = int(self.n_ctx[i])
-        cells = [self._cells(c) for c in self.ctx[i, :k]]
-        query = self._cells(self.query[i])
-        task = int(self.task[i])
-        dt_q = np.array([self.dt_query_ids[i]], dtype=np.int64)
-        if task == 0:
-            tail = [np.array([self.boq]), query, np.array([self.eoq])]
-            answer = np.zeros(0, dtype=np.int64)
-        else:
-            tail = [np.array([self.boq]), dt_q, np.array([self.eoq])]
-            answer = query
-        tail_len = sum(len(t) for t in tail) + len(answer)
-        ctx_len = sum(len(c) for c in cells) + (k - 1)
-        total = ctx_len + tail_len
-        if self.max_length is not None and total > self.max_length:
-            excess = total - self.max_length
-            genes_left = len(cells[0]) - 2 - excess
-            if not self.truncate or genes_left < 1:
-                floor = total - len(cells[0]) + 3
-                why = (
-                    "truncation is off"
-                    if not self.truncate
-                    else f"with its first context cell cut to one gene it still needs {floor}"
-                )
-                raise ValueError(
-                    f"prompt {i} needs {total} tokens but max_length is {self.max_length} ({why}); "
-                    "lower `max_genes_per_cell`, raise `max_length` or use `truncate=True`"
-                )
-            cells[0] = np.concatenate([cells[0][: genes_left + 1], cells[0][-1:]])
-        parts: list[np.ndarray] = []
-        for j, cell in enumerate(cells):
-            if j:
-                parts.append(self.dt_ids[i, j - 1 : j])
-            parts.append(cell)
-        parts += tail
-        prompt = np.concatenate(parts).astype(np.int64)
-        eoq_pos = len(prompt) - 1
-        input_ids = np.concatenate([prompt, answer]).astype(np.int64)
-        labels = np.full(len(input_ids), IGNORE_INDEX, dtype=np.int64)
-        labels[len(prompt) :] = answer
-        return {
-            "input_ids": input_ids,
-            "labels": labels,
-            "task": task,
-            "eoq_pos": eoq_pos,
-            "time_target": float(self.dt_query[i]) if task == 0 else float("nan"),
-        }
+        try:
+            return self.encoder.encode(
+                [self.tokens[int(c)] for c in self.ctx[i, :k]],
+                self.dts[i, : k - 1],
+                task=TASKS[int(self.task[i])],
+                query=self.tokens[int(self.query[i])],
+                dt_query=int(self.dt_query[i]),
+            )
+        except ValueError as e:
+            raise ValueError(f"prompt {i}: {e}") from None
 
 
 # --- stage 1 ------------------------------------------------------------------------------------

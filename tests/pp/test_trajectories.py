@@ -26,7 +26,7 @@ def _adata(n=240, seed=0, ages=(240, 360, 480, 600, 720)):
 def test_table_columns_and_rules():
     adata = _adata()
     before = adata.copy()
-    df = mt.pp.trajectories(adata, n_prompts=300, rng=1)
+    df = mt.pp.trajectories(adata, n_prompts=300, random_state=1)
     assert len(df) == 300
     expected = ["task", "split", "group", "n_context", "ctx0", "ctx1", "ctx2", "t_ctx0", "t_ctx1",
                 "t_ctx2", "dt0", "dt1", "query", "t_query", "dt_query"]  # fmt: skip
@@ -57,9 +57,9 @@ def test_table_columns_and_rules():
 
 def test_reproducible_and_csv_roundtrip(tmp_path):
     adata = _adata()
-    a = mt.pp.trajectories(adata, rng=3)
-    b = mt.pp.trajectories(adata, rng=3)
-    c = mt.pp.trajectories(adata, rng=4)
+    a = mt.pp.trajectories(adata, random_state=3)
+    b = mt.pp.trajectories(adata, random_state=3)
+    c = mt.pp.trajectories(adata, random_state=4)
     pd.testing.assert_frame_equal(a, b)
     assert not a.equals(c)
     assert len(a) == adata.n_obs  # default: every cell is the query once
@@ -138,8 +138,8 @@ def test_group_with_one_time_point():
 
 def test_bad_arguments():
     adata = _adata()
-    with pytest.raises(ValueError, match="group_by columns"):
-        mt.pp.trajectories(adata, group_by=("tissue",))
+    with pytest.raises(ValueError, match="groupby columns"):
+        mt.pp.trajectories(adata, groupby=("tissue",))
     with pytest.raises(ValueError, match="task"):
         mt.pp.trajectories(adata, task="Age")
     with pytest.raises(ValueError, match="n_context"):
