@@ -39,7 +39,7 @@ def outputs() -> SimpleNamespace:
         )
         mt.tl.predict_time(adata, model=model, vocab=vocab, n_contexts=2, device="cpu")
         mt.tl.age_acceleration(adata, n_boot=200)
-        mt.tl.attention(adata, model, vocab=vocab, n_cells=60, device="cpu")
+        mt.tl.attention(adata, model=model, vocab=vocab, n_cells=60, device="cpu")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             prompts = mt.pp.trajectories(adata, n_context=2, n_prompts=20, task="TimeBetweenCells")

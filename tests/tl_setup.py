@@ -121,7 +121,7 @@ def trained():
             },
             quiet=True,
             device="cpu",
-            rng=i,
+            random_state=i,
         )
     TRAIN_SECONDS["train"] = time.perf_counter() - start
     try:
@@ -140,7 +140,7 @@ def predicted():
     sub = adata[keep.to_numpy()].copy()
     context = adata[(adata.obs["condition"] == "control").to_numpy()]
     mt.tl.predict_time(
-        sub, model=model, vocab=vocab, context=context, n_contexts=3, max_genes=MAX_GENES, rng=0
+        sub, model=model, vocab=vocab, context=context, n_contexts=3, max_genes=MAX_GENES, random_state=0
     )
     return sub
 

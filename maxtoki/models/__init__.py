@@ -4,9 +4,11 @@ from ._collate import Collator
 from ._config import MaxTokiConfig
 from ._decoder import MaxToki, MaxTokiOutput
 from ._kv_cache import KVCache
+from ._runner import BatchRunner
 from ._time import init_time_token_embeddings, predict_timelapse, timelapse_loss
 
 __all__ = [
+    "BatchRunner",
     "Collator",
     "KVCache",
     "MaxToki",

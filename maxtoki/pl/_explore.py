@@ -8,13 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._anndata import is_number, positive_int, resolve_modality
+from .._anndata import group_labels, is_number, numeric_obs, positive_int, resolve_modality
+from .._docs import inject_docs
+from .._keys import TOKENS_KEY, read_tokens
+from .._validate import max_genes_of, model_vocab
+from ._utils import require_columns
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
+    from .._vocab import GeneVocab
     from ..models import MaxToki
-    from ..pp import GeneVocab
 
 _NO_WIDGETS = (
     "mt.pl.explore is an ipywidgets app: install ipywidgets (`pip install ipywidgets`) and run "
@@ -27,21 +31,23 @@ _NO_KERNEL = (
 )
 
 
+@inject_docs
 def explore(
     adata: AnnData,
     *,
     model: MaxToki,
-    vocab: GeneVocab,
+    vocab: GeneVocab | None = None,
     time_key: str = "age_months",
-    group_by: str | Sequence[str] = ("cell_type", "sex"),
+    groupby: str | Sequence[str] = ("cell_type", "sex"),
     donor_key: str | None = "donor",
     gene_symbols: str | None = None,
     gene_set: str | None = "is_tf",
     n_top_genes: int = 20,
     max_genes: int | None = None,
     temperature: float = 1.0,
-    device: str = "auto",
-    rng: int = 0,
+    device: str | None = None,
+    random_state: int = 0,
+    tokens_key: str = TOKENS_KEY,
     mod: str = "rna",
 ) -> Any:
     """An ipywidgets app to ask a MaxToki model about one cell at a time.
@@ -61,15 +67,12 @@ def explore(
     Parameters
     ----------
     adata
-        Tokenized AnnData (or MuData) with ages (``obs[time_key]``) and the ``group_by``
-        columns.
-    model
-        A temporal (stage 2) :class:`~maxtoki.models.MaxToki`.
-    vocab
-        Its :class:`~maxtoki.pp.GeneVocab`.
-    time_key
-        ``obs`` column of ages in months.
-    group_by
+        Tokenized AnnData (or MuData, see ``mod``) with ages (``obs[time_key]``) and the
+        ``groupby`` columns.
+    {temporal_model}
+    {vocab}
+    {time_key}
+    groupby
         ``obs`` column(s) defining the groups.
     donor_key
         ``obs`` column of donors, shown in the cell lists; the default query avoids the context
@@ -80,16 +83,14 @@ def explore(
         Boolean ``var`` column of genes to highlight (default ``'is_tf'``; ignored when missing).
     n_top_genes
         Genes listed for a generated cell and drawn in the attention view.
-    max_genes
-        Top-ranked genes per cell in prompts (default as in training).
+    {max_genes}
     temperature
         Sampling temperature of **Generate cell**.
-    device
-        ``'auto'``, ``'cpu'``, ``'cuda'``…
-    rng
+    {device}
+    random_state
         Seed of the generation.
-    mod
-        Modality of a MuData.
+    {tokens_key}
+    {mod}
 
     Returns
     -------
@@ -110,13 +111,14 @@ def explore(
         model,
         vocab,
         time_key=time_key,
-        group_by=group_by,
+        groupby=groupby,
         donor_key=donor_key,
         gene_symbols=gene_symbols,
         gene_set=gene_set,
         max_genes=max_genes,
         device=device,
-        rng=rng,
+        random_state=random_state,
+        tokens_key=tokens_key,
     )
     try:
         import ipywidgets  # noqa: F401
@@ -140,7 +142,11 @@ def _in_kernel() -> bool:
 
 
 class _State:
-    """The data and model side of the app (no widgets): prompts, predictions, generation."""
+    """The data and model side of the app (no widgets): prompts, predictions, generation.
+
+    An application over the inference layer: tokens through the slot contract, prompts from
+    :class:`~maxtoki.pp.PromptEncoder`, the model through :class:`~maxtoki.models.BatchRunner`.
+    """
 
     def __init__(
         self,
@@ -149,33 +155,28 @@ class _State:
         vocab,
         *,
         time_key,
-        group_by,
+        groupby,
         donor_key,
         gene_symbols,
         gene_set,
         max_genes,
         device,
-        rng,
+        random_state,
+        tokens_key,
     ):
         import pandas as pd
 
-        from ..tl._utils import (
-            cell_tokens,
-            check_model,
-            group_labels,
-            max_genes_of,
-            numeric_obs,
-            token_matrix,
-        )
-        from ._utils import require_columns
+        from ..models import BatchRunner
+        from ..pp import PromptEncoder
 
-        check_model(model, vocab, need_time=True, what="`mt.pl.explore`")
-        self.adata, self.model, self.vocab = adata, model, vocab
+        self.vocab = model_vocab(model, vocab, need_time=True, what="mt.pl.explore")
+        self.adata, self.model = adata, model
         self.times = numeric_obs(adata, time_key, "adata", "pass `time_key=` naming ages in months")
-        self.cells = cell_tokens(token_matrix(adata, vocab))
-        cols = [group_by] if isinstance(group_by, str) else list(group_by)
-        require_columns(adata.obs, cols, "adata.obs", "pass existing obs columns as `group_by`")
-        self.labels = group_labels(adata.obs, group_by, "adata")
+        tokens = read_tokens(adata, tokens_key, self.vocab)
+        self.cells = tokens.cells()
+        cols = [groupby] if isinstance(groupby, str) else list(groupby)
+        require_columns(adata.obs, cols, "adata.obs", "pass existing obs columns as `groupby`")
+        self.labels = group_labels(adata.obs, groupby, "adata")
         self.donors = (
             adata.obs[donor_key].astype(str).to_numpy()
             if donor_key is not None and donor_key in adata.obs
@@ -188,9 +189,21 @@ class _State:
         if not self.groups:
             raise ValueError(
                 f"no group of {cols} has cells at two or more ages in obs[{time_key!r}]; "
-                "pass another `group_by`"
+                "pass another `groupby`"
             )
         self.group_sizes = {g: int(counts[g]) for g in self.groups}
+        self._gene_names(adata, gene_symbols, gene_set, tokens.slots.token_id)
+        self.max_genes = max_genes_of(model, max_genes)
+        self.encoder = PromptEncoder(
+            self.vocab, max_length=model.config.max_position_embeddings, max_genes=self.max_genes
+        )
+        self.runner = BatchRunner(model, batch_size=1, device=device)
+        self.gen = np.random.default_rng(random_state)
+        self.time_key = time_key
+
+    def _gene_names(self, adata, gene_symbols, gene_set, token_id_key) -> None:
+        import pandas as pd
+
         if gene_symbols is not None:
             require_columns(adata.var, [gene_symbols], "adata.var", "pass a var column of names")
             names = adata.var[gene_symbols].astype(str).to_numpy()
@@ -205,16 +218,12 @@ class _State:
         self.name_of: dict[int, str] = {}
         self.in_set: dict[int, bool] = {}
         ids = np.full(adata.n_vars, np.nan)
-        if "maxtoki_token_id" in adata.var:
-            ids = pd.to_numeric(adata.var["maxtoki_token_id"], errors="coerce").to_numpy(float)
+        if token_id_key in adata.var:
+            ids = pd.to_numeric(adata.var[token_id_key], errors="coerce").to_numpy(float)
         for j in np.flatnonzero(np.isfinite(ids)):
             t = int(ids[j])
             if t not in self.name_of:
                 self.name_of[t], self.in_set[t] = names[j], bool(in_set[j])
-        self.max_genes = max_genes_of(model, max_genes)
-        self.device = device
-        self.gen = np.random.default_rng(rng)
-        self.time_key = time_key
 
     # --- lists --------------------------------------------------------------------------------
     def rows_of(self, group: str) -> np.ndarray:
@@ -240,67 +249,35 @@ class _State:
         return ctx
 
     # --- model --------------------------------------------------------------------------------
-    def _dataset(self, ctx: list[int], query: int | None, dt: int | None):
-        from ..tl._utils import prompt_dataset, time_prompt_table
-
-        ref_cells = [self.cells[r] for r in ctx]
-        ref_times = self.times[ctx]
-        contexts = np.arange(len(ctx))[None, :]
+    def _prompt(self, ctx: list[int], query: int | None = None, dt: int | None = None) -> dict:
+        dts = np.rint(np.diff(self.times[ctx]))
+        cells = [self.cells[r] for r in ctx]
         if query is None:
-            table = time_prompt_table(contexts, ref_times, np.zeros(1, int), task="NextCell")
-            table["dt_query"] = int(dt)
-            queries = ref_cells[:1]
-        else:
-            table = time_prompt_table(contexts, ref_times, np.zeros(1, int))
-            queries = [self.cells[query]]
-        return prompt_dataset(table, ref_cells, queries, self.vocab, self.model, self.max_genes)
+            return self.encoder.encode(cells, dts, task="NextCell", dt_query=int(dt))
+        return self.encoder.encode(cells, dts, task="TimeBetweenCells", query=self.cells[query])
 
     def predict(self, context: Sequence[int], query: int) -> dict[str, float]:
-        from ..tl._predict_time import predict_ages
-        from ..tl._utils import model_on_device
-
         ctx = self.check(context, query)
-        dev = model_on_device(self.model, self.device)
-        ages, dts = predict_ages(
-            self.model,
-            self.vocab,
-            ref_cells=[self.cells[r] for r in ctx],
-            ref_times=self.times[ctx],
-            query_cells=[self.cells[query]],
-            contexts=np.arange(len(ctx))[None, None, :],
-            max_genes=self.max_genes,
-            batch_size=1,
-            device=dev,
-            desc="explore",
-        )
+        prompt = self._prompt(ctx, query)["input_ids"]
+        dt = float(self.runner.timelapses([prompt], desc="explore")[0])
+        last = float(self.times[ctx[-1]])
         return {
-            "last_context_age": float(self.times[ctx[-1]]),
+            "last_context_age": last,
             "true_age": float(self.times[query]),
-            "true_dt": float(self.times[query] - self.times[ctx[-1]]),
-            "predicted_dt": float(dts[0, 0]),
-            "predicted_age": float(ages[0, 0]),
+            "true_dt": float(self.times[query]) - last,
+            "predicted_dt": dt,
+            "predicted_age": last + dt,
         }
 
     def generate(self, context: Sequence[int], dt: int, temperature: float) -> np.ndarray:
-        from ..tl._generate import _generate_cells
-        from ..tl._utils import model_on_device
-
         ctx = self.check(context)
         lo, hi = self.vocab.time_range
         if not lo <= int(dt) <= hi:
             raise ValueError(f"the timelapse must lie within the time tokens [{lo}, {hi}] months")
         n = self.max_genes or max(len(self.cells[r]) - 2 for r in ctx)
-        model_on_device(self.model, self.device)
-        out = _generate_cells(
-            self.model,
-            self._dataset(ctx, None, dt),
-            size=1,
-            max_genes=int(n),
-            temperature=temperature,
-            top_k=None,
-            top_p=None,
-            gen=self.gen,
-            vocab=self.vocab,
+        prompt = self._prompt(ctx, dt=dt)["input_ids"]
+        out = self.runner.generate(
+            [prompt], max_genes=int(n), temperature=temperature, random_state=self.gen
         )
         return out[0][1:-1]
 
@@ -314,22 +291,17 @@ class _State:
         """Query gene tokens (rank order) and ``<eoq>``'s attention to them, ``(L, H, genes)``."""
         import torch
 
-        from ..tl._utils import model_on_device
-
         ctx = self.check(context, query)
-        dev = model_on_device(self.model, self.device)
-        ex = self._dataset(ctx, query, None)[0]
+        ex = self._prompt(ctx, query)
         ids = np.asarray(ex["input_ids"])
         eoq = int(ex["eoq_pos"])
         boq = int(np.flatnonzero(ids[:eoq] == self.vocab.boq_id)[-1])
         genes = ids[boq + 2 : eoq - 1]
+        dev = self.runner.device
         x = torch.as_tensor(ids, dtype=torch.long, device=dev)[None]
         with torch.inference_mode():
             out = self.model(
-                x,
-                attention_mask=torch.ones_like(x, dtype=torch.bool),
-                output_attentions=True,
-                logits_positions=torch.tensor([eoq], device=dev),
+                x, output_attentions=True, logits_positions=torch.tensor([eoq], device=dev)
             )
             probs = torch.stack([a[0, :, eoq, :].float() for a in out.attentions]).cpu().numpy()
         return genes, probs[:, :, boq + 2 : eoq - 1] * (eoq + 1)

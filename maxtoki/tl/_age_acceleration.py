@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import h5ad_safe, is_number, positive_int
-from ._utils import as_generator, finish, numeric_obs, prepare, require_obs, table_to_uns
+from .._anndata import is_number, numeric_obs, positive_int, require_obs
+from .._docs import inject_docs
+from .._keys import PREDICTED_KEY, check_key, h5ad_safe, random_state_param, slot, table_to_uns
+from ._utils import as_generator, bh_adjust, finish, prepare
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -32,9 +34,11 @@ TABLE_COLUMNS = (
     "ci_high_years",
     "pval_mannwhitney",
     "pval_permutation",
+    "pval_adj",
 )
 
 
+@inject_docs
 def age_acceleration(
     adata: AnnData,
     *,
@@ -42,23 +46,23 @@ def age_acceleration(
     reference: str = "control",
     groups: Sequence[str] | None = None,
     stratify_by: str | None = None,
-    age_key: str = "age_months",
-    predicted_key: str = "maxtoki_age",
+    time_key: str = "age_months",
+    predicted_key: str = PREDICTED_KEY,
     donor_key: str = "donor",
     age_match: float | None = 60.0,
     adjust: Literal["linear", "none"] = "linear",
     n_boot: int = 1000,
     ci: float = 0.95,
-    rng: int | np.random.Generator | None = 0,
-    key_added: str = "maxtoki_age_acceleration",
+    random_state: int | np.random.Generator | None = 0,
+    key_added: str = "maxtoki",
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | None:
     r"""Age acceleration of each group against a reference group, with donor-level statistics.
 
     Per cell, the acceleration is predicted minus chronological age (months). Each group's
-    cells (e.g. a disease, whose queries were aged by :func:`maxtoki.tl.predict_time` against a
-    healthy context) are compared with *age-matched* reference cells (e.g. control queries aged
+    cells (e.g. a disease, whose cells were aged by :func:`maxtoki.tl.predict_time` against a
+    healthy context) are compared with *age-matched* reference cells (e.g. control cells aged
     the same way):
 
     1. reference donors are restricted to those whose age lies within the group's donor age
@@ -74,15 +78,15 @@ def age_acceleration(
        With a handful of donors per group this interval is narrow (it ignores the uncertainty of
        the donor variance); prefer the permutation p-value then;
     5. two two-sided tests on donor means: Mann–Whitney U, and a permutation test that shuffles
-       the donor labels between group and reference (``n_boot`` permutations).
+       the donor labels between group and reference (``n_boot`` permutations); the permutation
+       p-values are adjusted over the table's rows (Benjamini–Hochberg).
 
     With ``stratify_by`` (e.g. ``'cell_type'``) every step runs separately per stratum, so a
     disease that ages one cell type is not diluted by the others.
 
     Parameters
     ----------
-    adata
-        AnnData (or MuData) with ``obs[predicted_key]`` from :func:`maxtoki.tl.predict_time`.
+    {adata}
     groupby
         ``obs`` column with the groups (e.g. ``'condition'``).
     reference
@@ -91,10 +95,10 @@ def age_acceleration(
         Groups to compare with the reference; default every other category.
     stratify_by
         Optional ``obs`` column; one comparison per stratum and group.
-    age_key
-        ``obs`` column with chronological age in months.
+    {time_key}
     predicted_key
-        ``obs`` column with predicted age in months.
+        ``obs`` column with predicted age in months (``f'{key_added}_age'`` of
+        :func:`maxtoki.tl.predict_time`).
     donor_key
         ``obs`` column with the donor of each cell.
     age_match
@@ -106,37 +110,86 @@ def age_acceleration(
         Bootstrap resamples and permutations.
     ci
         Confidence level of the interval.
-    rng
-        Seed or generator for the bootstrap and the permutations.
-    key_added
-        Key of the ``uns`` entry and the ``obs`` column.
-    mod
-        Modality of a MuData.
-    copy
-        Return a modified copy instead of writing in place.
+    {random_state}
+    {key_added}
+    {mod}
+    {copy}
 
     Returns
     -------
     ``None``, or the modified copy with ``copy=True``. Writes
 
-    ``obs[key_added]``
+    ``obs[f'{key_added}_age_acceleration']``
         Predicted minus chronological age per cell (months; ``nan`` where either is missing).
-    ``uns[key_added]['table']``
-        Columns (dict of arrays; :func:`maxtoki.get.age_acceleration` returns the DataFrame):
-        ``stratum`` (``'all'`` without ``stratify_by``), ``group``, ``reference``, cell and
-        donor counts of both sides, the raw mean donor acceleration of both sides
-        (``mean_acceleration_months``, ``reference_mean_acceleration_months``), the adjusted
-        ``effect_months`` / ``effect_years``, its bootstrap interval
-        ``ci_low_*``/``ci_high_*``, and ``pval_mannwhitney``, ``pval_permutation``.
-    ``uns[key_added]['params']``
+    ``uns[f'{key_added}_age_acceleration']['table']``
+        Columns (:func:`maxtoki.get.age_acceleration` returns the DataFrame): ``stratum``
+        (``'all'`` without ``stratify_by``), ``group``, ``reference``, cell and donor counts of
+        both sides, the raw mean donor acceleration of both sides (``mean_acceleration_months``,
+        ``reference_mean_acceleration_months``), the adjusted ``effect_months`` /
+        ``effect_years``, its bootstrap interval ``ci_low_*``/``ci_high_*``,
+        ``pval_mannwhitney``, ``pval_permutation`` and ``pval_adj``.
+    ``uns[f'{key_added}_age_acceleration']['params']``
         The parameters used.
     """
     data, adata, mdata = prepare(adata, mod, copy)
     start = logg.info("computing age acceleration")
+    check_key("key_added", key_added)
+    fixes = _check_columns(adata, groupby, time_key, predicted_key, donor_key, stratify_by)
+    n_boot = _check_numbers(adjust, n_boot, ci, age_match)
     obs = adata.obs
+    labels = obs[groupby].astype(str).to_numpy()
+    groups = _groups(obs[groupby], labels, reference, groups, groupby)
+    age = numeric_obs(adata, time_key, "data", fixes[time_key])
+    acc = numeric_obs(adata, predicted_key, "data", fixes[predicted_key]) - age
+    donors = obs[donor_key].astype(str).to_numpy()
+    strata = (
+        np.full(adata.n_obs, "all", dtype=object)
+        if stratify_by is None
+        else obs[stratify_by].astype(str).to_numpy()
+    )
+    gen = as_generator(random_state)
+    rows = []
+    for stratum in ["all"] if stratify_by is None else _categories(obs[stratify_by]):
+        in_s = (strata == stratum) & np.isfinite(acc)
+        ref = in_s & (labels == reference)
+        for group in groups:
+            grp = in_s & (labels == group)
+            if grp.any():
+                rows.append(
+                    _compare(
+                        stratum,
+                        group,
+                        reference,
+                        grp,
+                        ref,
+                        acc,
+                        age,
+                        donors,
+                        age_match=age_match,
+                        adjust=adjust,
+                        n_boot=n_boot,
+                        ci=ci,
+                        gen=gen,
+                    )
+                )
+    if not rows:
+        raise ValueError(
+            f"no cell of the groups {groups} has a finite obs[{predicted_key!r}]; "
+            "run `mt.tl.predict_time` on them first"
+        )
+    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS[:-1]))
+    table["pval_adj"] = bh_adjust(table["pval_permutation"])
+    key = slot(key_added, "age_acceleration")
+    adata.obs[key] = acc
+    adata.uns[key] = {"table": table_to_uns(table), "params": _params(locals(), groups)}
+    logg.info(f"    added obs[{key!r}] and uns[{key!r}] ({len(table)} comparisons)", time=start)
+    return finish(data, mdata, mod, [key], copy)
+
+
+def _check_columns(adata, groupby, time_key, predicted_key, donor_key, stratify_by) -> dict:
     fixes = {
         predicted_key: "run `mt.tl.predict_time` first or pass `predicted_key=`",
-        age_key: "pass `age_key=` naming chronological age in months",
+        time_key: "pass `time_key=` naming chronological age in months",
         groupby: "pass `groupby=` naming the obs column with the groups",
         donor_key: "pass `donor_key=` naming the donor column (donors are the unit of the test)",
     }
@@ -144,6 +197,10 @@ def age_acceleration(
         fixes[stratify_by] = "pass an existing obs column as `stratify_by` or None"
     for col, fix in fixes.items():
         require_obs(adata, col, fix)
+    return fixes
+
+
+def _check_numbers(adjust, n_boot, ci, age_match) -> int:
     if adjust not in ("linear", "none"):
         raise ValueError(f"adjust must be 'linear' or 'none', got {adjust!r}")
     n_boot = positive_int("n_boot", n_boot)
@@ -155,8 +212,10 @@ def age_acceleration(
         raise ValueError(
             f"age_match must be a non-negative number of months or None, got {age_match!r}"
         )
+    return n_boot
 
-    labels = obs[groupby].astype(str).to_numpy()
+
+def _groups(column: pd.Series, labels, reference, groups, groupby) -> list[str]:
     present = pd.unique(labels)
     if reference not in present:
         raise ValueError(
@@ -164,7 +223,7 @@ def age_acceleration(
             f"(values: {sorted(present)}); pass `reference=` naming one of them"
         )
     if groups is None:
-        groups = [g for g in _categories(obs[groupby]) if g != reference and g in present]
+        groups = [g for g in _categories(column) if g != reference and g in present]
     else:
         groups = [str(g) for g in ([groups] if isinstance(groups, str) else groups)]
         missing = [g for g in groups if g not in present]
@@ -175,65 +234,29 @@ def age_acceleration(
             )
     if not groups:
         raise ValueError(f"obs[{groupby!r}] has no group besides the reference {reference!r}")
+    return groups
 
-    age = numeric_obs(adata, age_key, "data", fixes[age_key])
-    pred = numeric_obs(adata, predicted_key, "data", fixes[predicted_key])
-    acc = pred - age
-    donors = obs[donor_key].astype(str).to_numpy()
-    strata = (
-        np.full(adata.n_obs, "all", dtype=object)
-        if stratify_by is None
-        else obs[stratify_by].astype(str).to_numpy()
-    )
-    gen = as_generator(rng)
-    rows = []
-    for stratum in ["all"] if stratify_by is None else _categories(obs[stratify_by]):
-        in_s = (strata == stratum) & np.isfinite(acc)
-        ref = in_s & (labels == reference)
-        for group in groups:
-            grp = in_s & (labels == group)
-            if not grp.any():
-                continue
-            rows.append(
-                _compare(
-                    stratum, group, reference, grp, ref, acc, age, donors,
-                    age_match=age_match, adjust=adjust, n_boot=int(n_boot), ci=ci, gen=gen,
-                )
-            )  # fmt: skip
-    if not rows:
-        raise ValueError(
-            f"no cell of the groups {groups} has a finite obs[{predicted_key!r}]; "
-            "run `mt.tl.predict_time` on them first"
-        )
-    table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
 
-    adata.obs[key_added] = acc
-    adata.uns[key_added] = {
-        "table": table_to_uns(table),
-        "params": h5ad_safe(
-            {
-                "groupby": groupby,
-                "reference": reference,
-                "groups": list(groups),
-                "stratify_by": stratify_by,
-                "age_key": age_key,
-                "predicted_key": predicted_key,
-                "donor_key": donor_key,
-                "age_match": age_match,
-                "adjust": adjust,
-                "n_boot": int(n_boot),
-                "ci": float(ci),
-                "rng": rng if isinstance(rng, (int, np.integer)) else str(rng),
-                "unit": "months",
-                "test": "two-sided Mann-Whitney U and donor-label permutation on donor means",
-            }
-        ),
-    }
-    logg.info(
-        f"    added obs[{key_added!r}] and uns[{key_added!r}] ({len(table)} comparisons)",
-        time=start,
+def _params(args: dict[str, Any], groups: list[str]) -> dict[str, Any]:
+    return h5ad_safe(
+        {
+            "groupby": args["groupby"],
+            "reference": args["reference"],
+            "groups": list(groups),
+            "stratify_by": args["stratify_by"],
+            "time_key": args["time_key"],
+            "predicted_key": args["predicted_key"],
+            "donor_key": args["donor_key"],
+            "age_match": args["age_match"],
+            "adjust": args["adjust"],
+            "n_boot": args["n_boot"],
+            "ci": float(args["ci"]),
+            "random_state": random_state_param(args["random_state"]),
+            "unit": "months",
+            "test": "two-sided Mann-Whitney U and donor-label permutation on donor means; "
+            "Benjamini-Hochberg over the rows (pval_adj, from the permutation p-values)",
+        }
     )
-    return finish(data, mdata, mod, [key_added], copy)
 
 
 def _categories(col: pd.Series) -> list[str]:
@@ -267,7 +290,7 @@ def _compare(
         "mean_acceleration_months": float(np.mean(_donor_means(acc[grp], donors[grp]))),
         "reference_mean_acceleration_months": np.nan,
     }
-    nan_stats = dict.fromkeys(TABLE_COLUMNS[9:], np.nan)
+    nan_stats = dict.fromkeys(TABLE_COLUMNS[9:-1], np.nan)
     if not ref.any():
         logg.warning(
             f"age_acceleration: no age-matched {reference!r} cells for {group!r} in {stratum!r}; "

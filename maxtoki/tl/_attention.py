@@ -7,46 +7,42 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import h5ad_safe
-from ._utils import (
-    as_generator,
-    batch_size_of,
-    batches,
-    cell_tokens,
-    check_model,
-    cut_cell,
-    finish,
-    max_genes_of,
-    model_on_device,
-    pad_cells,
-    positive_int,
-    prepare,
-    rng_param,
+from .._anndata import positive_int
+from .._docs import inject_docs
+from .._keys import (
+    TOKENS_KEY,
+    check_key,
+    h5ad_safe,
+    random_state_param,
+    read_tokens,
+    slot,
     table_to_uns,
-    token_matrix,
-    vocab_columns,
 )
+from .._validate import max_genes_of, model_vocab
+from ._utils import as_generator, bh_adjust, cut_cell, finish, prepare, vocab_columns
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
+    from .._vocab import GeneVocab
     from ..models import MaxToki
-    from ..pp import GeneVocab
 
 
+@inject_docs
 def attention(
     adata: AnnData,
-    model: MaxToki,
     *,
-    vocab: GeneVocab,
+    model: MaxToki,
+    vocab: GeneVocab | None = None,
     n_cells: int | None = 200,
     layers: Sequence[int] | None = None,
     gene_set: str | Sequence[str] | np.ndarray | None = None,
     max_genes: int | None = None,
     batch_size: int | None = None,
-    device: str = "auto",
-    rng: int | np.random.Generator | None = 0,
-    key_added: str = "maxtoki_attention",
+    device: str | None = None,
+    random_state: int | np.random.Generator | None = 0,
+    tokens_key: str = TOKENS_KEY,
+    key_added: str = "maxtoki",
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | None:
@@ -61,16 +57,14 @@ def attention(
 
     Per head, the enrichment on ``gene_set`` (default ``var['is_tf']``, transcription factors)
     is the mean attention received by set genes divided by that of the other genes, with a
-    one-sided Mann–Whitney U p-value (set genes receive more).
+    one-sided Mann–Whitney U p-value (set genes receive more) and its Benjamini–Hochberg
+    adjustment over the heads.
 
     Parameters
     ----------
-    adata
-        AnnData (or MuData) tokenized by :func:`maxtoki.pp.tokenize` with ``vocab``.
-    model
-        A :class:`~maxtoki.models.MaxToki`.
-    vocab
-        The model's :class:`~maxtoki.pp.GeneVocab`.
+    {adata_tokens}
+    {model}
+    {vocab}
     n_cells
         Cells to read (a random subset; ``None`` for all).
     layers
@@ -78,96 +72,64 @@ def attention(
     gene_set
         A boolean ``var`` column name, a boolean mask over ``var``, or gene names
         (``var_names``); default ``'is_tf'``.
-    max_genes
-        Top-ranked genes kept per cell: pass the ``max_genes_per_cell`` the model was trained with
-        (:func:`maxtoki.tl.train` uses 64). ``None``: the value recorded in
-        ``model.config.max_genes_per_cell`` if set, else every gene up to the model's context.
-    batch_size
-        Cells per forward pass (default ``mt.settings.batch_size``).
-    device
-        ``'auto'`` (CUDA when available), ``'cpu'``, ``'cuda'``…
-    rng
-        Seed or generator for the cell subset.
-    key_added
-        Key of the ``varm`` and ``uns`` entries.
-    mod
-        Modality of MuData inputs.
-    copy
-        Return a modified copy instead of writing in place.
+    {max_genes}
+    {batch_size}
+    {device}
+    {random_state}
+    {tokens_key}
+    {key_added}
+    {mod}
+    {copy}
 
     Returns
     -------
     ``None``, or the modified copy with ``copy=True``. Writes
 
-    ``varm[key_added]``
+    ``varm[f'{key_added}_attention']``
         ``(n_vars, n_layers · n_heads)`` float32 mean attention received (relative to uniform),
-        columns in ``uns[key_added]['columns']`` order (``'L{layer}H{head}'``); ``nan`` for genes
+        columns in ``uns[...]['columns']`` order (``'L{layer}H{head}'``); ``nan`` for genes
         outside the vocabulary or never among a read cell's top genes.
-    ``uns[key_added]['heads']``
-        One row per layer and head: ``layer``, ``head``, ``mean_set``, ``mean_other``,
-        ``enrichment`` (ratio), ``log2_enrichment``, ``pval`` (one-sided Mann–Whitney U),
-        ``n_set``, ``n_other`` (genes with a value). :func:`maxtoki.get.attention_heads` returns
-        it as a DataFrame.
-    ``uns[key_added]['columns']``
-        Names of the ``varm`` columns.
-    ``uns[key_added]['params']``
-        The parameters used (gene set, number of cells…).
+    ``uns[f'{key_added}_attention']``
+        ``heads``: one row per layer and head: ``layer``, ``head``, ``mean_set``,
+        ``mean_other``, ``enrichment`` (ratio), ``log2_enrichment``, ``pval`` (one-sided
+        Mann–Whitney U), ``pval_adj`` (Benjamini–Hochberg), ``n_set``, ``n_other`` (genes with
+        a value); :func:`maxtoki.get.attention_heads` returns it as a DataFrame. ``columns``:
+        the names of the ``varm`` columns. ``params``: the parameters used.
     """
-    import torch
-
-    from ._model_ops import attention_received
+    from ..models import BatchRunner
 
     data, adata, mdata = prepare(adata, mod, copy)
     start = logg.info("reading MaxToki attention (eager path)")
-    check_model(model, vocab)
-    size = batch_size_of(batch_size)
+    vocab = model_vocab(model, vocab, what="mt.tl.attention")
+    check_key("key_added", key_added)
     max_genes = max_genes_of(model, max_genes)
     in_set = _gene_set(adata, gene_set)
     n_layers, n_heads = int(model.config.num_hidden_layers), int(model.config.num_attention_heads)
-    if layers is None:
-        layer_idx = list(range(n_layers))
-    else:
-        layer_idx = list(np.atleast_1d(layers))
-        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in layer_idx):
-            raise ValueError(f"layers must be layer indices (integers) or None, got {layers!r}")
-        layer_idx = [int(v) for v in layer_idx]
-        bad = [v for v in layer_idx if not -n_layers <= v < n_layers]
-        if bad:
-            raise ValueError(f"layers {bad} are out of range for a model with {n_layers} layers")
-        layer_idx = sorted({v % n_layers for v in layer_idx})
+    layer_idx = _layers(layers, n_layers)
     cap = int(model.config.max_position_embeddings) - 2
     max_genes = cap if max_genes is None else min(int(max_genes), cap)
-    tokens = token_matrix(adata, vocab)
-    cols = vocab_columns(adata, vocab)
-    gen = as_generator(rng)
+    gen = as_generator(random_state)
     rows = np.arange(adata.n_obs)
     n_cells = positive_int("n_cells", n_cells, optional=True)
     if n_cells is not None and n_cells < adata.n_obs:
         rows = np.sort(gen.choice(adata.n_obs, n_cells, replace=False))
-    cells = [cut_cell(c, max_genes) for c in cell_tokens(tokens[rows])]
+    cells = [cut_cell(c, max_genes) for c in read_tokens(adata, tokens_key, vocab).cells(rows)]
     cells = [c for c in cells if len(c) > 2]
     if not cells:
         raise ValueError(
             "the chosen cells have no vocabulary genes; check `mt.pp.tokenize`'s output"
         )
-
+    cols = vocab_columns(adata, vocab, tokens_key)
+    runner = BatchRunner(model, batch_size=batch_size, device=device)
     n_cols = len(layer_idx) * n_heads
     sums = np.zeros((len(vocab), n_cols))
     counts = np.zeros(len(vocab))
-    dev = model_on_device(model, device)
-    order = np.argsort([len(c) for c in cells], kind="stable")
-    with torch.inference_mode():
-        for sl in batches(len(order), size, "attention"):
-            batch = [cells[i] for i in order[sl]]
-            ids, mask = pad_cells(batch)
-            rec = attention_received(model, ids.to(dev), mask.to(dev))  # (B, L, H, T)
-            rec = rec[:, layer_idx].reshape(len(batch), n_cols, -1).float().cpu().numpy()
-            for b, cell in enumerate(batch):
-                genes = cell[1:-1]
-                vals = rec[b, :, 1 : len(cell) - 1].T  # (genes, cols)
-                ok = np.isfinite(vals).all(axis=1)  # the last gene has no later query but <eos>
-                np.add.at(sums, genes[ok], vals[ok])
-                np.add.at(counts, genes[ok], 1)
+    for i, received in runner.attention(cells, layers=layer_idx):
+        genes = cells[i][1:-1]
+        vals = received[:, 1 : len(cells[i]) - 1].T  # (genes, cols)
+        ok = np.isfinite(vals).all(axis=1)  # the last gene has no later query but <eos>
+        np.add.at(sums, genes[ok], vals[ok])
+        np.add.at(counts, genes[ok], 1)
     with np.errstate(invalid="ignore", divide="ignore"):
         per_token = sums / counts[:, None]
     varm = np.full((adata.n_vars, n_cols), np.nan, dtype=np.float32)
@@ -175,8 +137,9 @@ def attention(
     names = [f"L{layer}H{h}" for layer in layer_idx for h in range(n_heads)]
     heads = _head_table(varm, in_set, layer_idx, n_heads)
 
-    adata.varm[key_added] = varm
-    adata.uns[key_added] = {
+    key = slot(key_added, "attention")
+    adata.varm[key] = varm
+    adata.uns[key] = {
         "heads": table_to_uns(heads),
         "columns": np.asarray(names, dtype=object),
         "params": h5ad_safe(
@@ -189,20 +152,34 @@ def attention(
                 "n_set_genes": int(in_set.sum()),
                 "max_genes": max_genes,
                 "normalisation": "attention x visible keys (1 = uniform), mean over later queries",
-                "test": "one-sided Mann-Whitney U, set genes vs other genes, per head",
-                "device": dev,
-                "rng": rng_param(rng),
+                "test": "one-sided Mann-Whitney U, set genes vs other genes, per head; "
+                "Benjamini-Hochberg over heads",
+                "device": str(runner.device),
+                "random_state": random_state_param(random_state),
+                "tokens_key": tokens_key,
                 "vocab_hash": vocab.hash,
             }
         ),
     }
     top = heads.sort_values("log2_enrichment", ascending=False).iloc[0]
     logg.info(
-        f"    added varm[{key_added!r}] and uns[{key_added!r}] ({n_cols} heads; strongest "
-        f"gene-set enrichment {top['enrichment']:.2f}x in L{int(top['layer'])}H{int(top['head'])})",
+        f"    added varm[{key!r}] and uns[{key!r}] ({n_cols} heads; strongest gene-set "
+        f"enrichment {top['enrichment']:.2f}x in L{int(top['layer'])}H{int(top['head'])})",
         time=start,
     )
     return finish(data, mdata, mod, [], copy)
+
+
+def _layers(layers, n_layers: int) -> list[int]:
+    if layers is None:
+        return list(range(n_layers))
+    idx = list(np.atleast_1d(layers))
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in idx):
+        raise ValueError(f"layers must be layer indices (integers) or None, got {layers!r}")
+    bad = [int(v) for v in idx if not -n_layers <= v < n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} are out of range for a model with {n_layers} layers")
+    return sorted({int(v) % n_layers for v in idx})
 
 
 def _gene_set(adata: AnnData, gene_set) -> np.ndarray:
@@ -268,4 +245,6 @@ def _head_table(
                 "n_other": len(b),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.insert(table.columns.get_loc("pval") + 1, "pval_adj", bh_adjust(table["pval"]))
+    return table

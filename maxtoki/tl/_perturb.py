@@ -1,127 +1,183 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import h5ad_safe
-from ._predict_time import predict_ages, reference_cells
-from ._utils import (
-    as_generator,
-    batch_size_of,
-    cell_tokens,
-    check_model,
-    cut_cell,
-    finish,
-    group_labels,
-    max_genes_of,
-    model_on_device,
-    numeric_obs,
-    positive_int,
-    prepare,
-    rng_param,
-    sample_contexts,
-    table_to_uns,
-    token_matrix,
-    vocab_columns,
-)
+from .._anndata import group_labels, positive_int
+from .._docs import inject_docs
+from .._keys import TOKENS_KEY, check_key, h5ad_safe, random_state_param, slot, table_to_uns
+from .._validate import max_genes_of, model_vocab
+from ._contexts import draw_contexts, predict_ages, reference_set
+from ._utils import as_generator, bh_adjust, finish, prepare, query_cells, vocab_columns
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
+    from .._vocab import GeneVocab
     from ..models import MaxToki
-    from ..pp import GeneVocab
 
 
+@inject_docs
 def perturb(
     adata: AnnData,
-    model: MaxToki,
     *,
-    vocab: GeneVocab,
+    model: MaxToki,
+    vocab: GeneVocab | None = None,
     genes: str | Sequence[str],
     kind: Literal["delete", "overexpress"] = "delete",
     context: AnnData | None = None,
     reference_key: str | None = "condition",
     reference: str | Sequence[str] = "control",
     time_key: str = "age_months",
-    group_by: str | Sequence[str] | None = ("cell_type", "sex"),
+    groupby: str | Sequence[str] | None = ("cell_type", "sex"),
     donor_key: str | None = "donor",
     n_cells: int | None = 100,
     n_contexts: int = 3,
     n_context_cells: int = 2,
     max_genes: int | None = None,
     batch_size: int | None = None,
-    device: str = "auto",
-    rng: int | np.random.Generator | None = 0,
-    key_added: str = "maxtoki_perturb",
+    device: str | None = None,
+    random_state: int | np.random.Generator | None = 0,
+    tokens_key: str = TOKENS_KEY,
+    key_added: str = "maxtoki",
     mod: str = "rna",
     copy: bool = False,
 ) -> AnnData | None:
-    """In-silico perturbation of query cells and the resulting shift in predicted age.
+    """In-silico perturbation of cells and the resulting shift in predicted age.
 
-    For each of up to ``n_cells`` query cells and each gene, the query's rank encoding is
-    perturbed — ``'delete'`` removes the gene's token (only cells that have the gene among
-    their top ``max_genes`` genes count), ``'overexpress'`` moves it to rank 1 (inserting it
-    when absent) — and its age is predicted as in :func:`maxtoki.tl.predict_time` with the
-    *same* contexts as the unperturbed cell. The shift is perturbed minus unperturbed
-    predicted age, averaged over the contexts, then summarised per gene over cells.
+    For each of up to ``n_cells`` cells and each gene, the cell's rank encoding is perturbed —
+    ``'delete'`` removes the gene's token (only cells that have the gene among their top
+    ``max_genes`` genes count), ``'overexpress'`` moves it to rank 1 (inserting it when absent)
+    — and its age is predicted as in :func:`maxtoki.tl.predict_time` with the *same* contexts as
+    the unperturbed cell. The shift is perturbed minus unperturbed predicted age, averaged over
+    the contexts, then summarised per gene over cells.
 
     Parameters
     ----------
-    adata
-        Tokenized AnnData (or MuData) of the query cells.
-    model
-        A temporal (stage 2) :class:`~maxtoki.models.MaxToki`.
-    vocab
-        The model's :class:`~maxtoki.pp.GeneVocab`.
+    {adata_tokens}
+    {temporal_model}
+    {vocab}
     genes
         Gene names (``var_names``) to perturb, one at a time.
     kind
         ``'delete'`` or ``'overexpress'``.
-    context, reference_key, reference, time_key, group_by, donor_key
-        Reference cells for the contexts, as in :func:`maxtoki.tl.predict_time`.
+    {reference}
+    {time_key}
+    {groupby}
+    {donor_key}
     n_cells
-        Query cells (a random subset of the cells with reference cells in their group; ``None``
-        for all).
-    n_contexts, n_context_cells
-        Contexts per query cell and cells per context.
-    max_genes
-        Top-ranked genes kept per cell: pass the ``max_genes_per_cell`` the model was trained with
-        (:func:`maxtoki.tl.train` uses 64). ``None``: the value recorded in
-        ``model.config.max_genes_per_cell`` if set, else every gene up to the model's context.
-    batch_size
-        Prompts per forward pass.
-    device
-        ``'auto'``, ``'cpu'``, ``'cuda'``…
-    rng
-        Seed or generator (cells, contexts).
-    key_added
-        ``uns`` key of the table.
-    mod
-        Modality of MuData inputs.
-    copy
-        Return a modified copy instead of writing in place.
+        Cells to perturb (a random subset of the cells with reference cells in their group;
+        ``None`` for all).
+    {n_contexts}
+    {max_genes}
+    {batch_size}
+    {device}
+    {random_state}
+    {tokens_key}
+    {key_added}
+    {mod}
+    {copy}
 
     Returns
     -------
     ``None``, or the modified copy with ``copy=True``. Writes
 
-    ``uns[key_added]['table']``
+    ``uns[f'{key_added}_perturb']['table']``
         One row per gene: ``gene``, ``kind``, ``mean_shift_months``, ``sem_months``,
-        ``shift_years``, ``n_cells`` (cells perturbed), ``pval`` (two-sided Wilcoxon
-        signed-rank test of the per-cell shifts against 0; ``nan`` below 5 cells).
-        :func:`maxtoki.get.perturb` returns it as a DataFrame.
-    ``uns[key_added]['params']``
+        ``shift_years``, ``n_cells`` (cells perturbed), ``pval`` (two-sided Wilcoxon signed-rank
+        test of the per-cell shifts against 0; ``nan`` below 5 cells) and ``pval_adj``
+        (Benjamini–Hochberg over the genes). :func:`maxtoki.get.perturb` returns it as a
+        DataFrame.
+    ``uns[f'{key_added}_perturb']['params']``
         The parameters used.
     """
+    from ..models import BatchRunner
+    from ..pp import PromptEncoder
+
     data, adata, mdata = prepare(adata, mod, copy)
     start = logg.info(f"in-silico perturbation ({kind}) with MaxToki")
-    check_model(model, vocab, need_time=True, what="`mt.tl.perturb`")
+    vocab = model_vocab(model, vocab, need_time=True, what="mt.tl.perturb")
+    check_key("key_added", key_added)
     if kind not in ("delete", "overexpress"):
         raise ValueError(f"kind must be 'delete' or 'overexpress', got {kind!r}")
+    genes = _gene_list(adata, genes)
+    n_cells = positive_int("n_cells", n_cells, optional=True)
+    n_contexts = positive_int("n_contexts", n_contexts)
+    n_context_cells = positive_int("n_context_cells", n_context_cells)
+    cols = vocab_columns(adata, vocab, tokens_key)
+    token_of = pd.Series(cols.token_ids, index=adata.var_names[cols.var_rows])
+    outside = [g for g in genes if g not in token_of.index]
+    if outside:
+        raise ValueError(
+            f"genes {outside[:5]} are not in the model's vocabulary; they cannot be perturbed"
+        )
+    max_genes = max_genes_of(model, max_genes)
+    runner = BatchRunner(model, batch_size=batch_size, device=device)
+    cells = query_cells(adata, vocab, tokens_key, max_genes)
+    ref = reference_set(
+        adata, context=context, reference_key=reference_key, reference=reference,
+        time_key=time_key, groupby=groupby, donor_key=donor_key, vocab=vocab,
+        tokens_key=tokens_key, mod=mod,
+    )  # fmt: skip
+    q_groups = group_labels(adata.obs, groupby, "query")
+    gen = as_generator(random_state)
+    q = np.flatnonzero(np.isin(q_groups, np.unique(ref.groups)))
+    if len(q) == 0:
+        raise ValueError(
+            f"no cell has reference cells of its group (groupby={groupby!r}); pass a `context` "
+            "with cells of these groups and known ages, or another `groupby`"
+        )
+    if n_cells is not None and len(q) > n_cells:
+        q = np.sort(gen.choice(q, n_cells, replace=False))
+    donors = None if ref.donors is None else adata.obs[donor_key].astype(str).to_numpy()[q]
+    contexts = draw_contexts(
+        ref,
+        q_groups[q],
+        donors,
+        ref.position_of(adata, q),
+        n_contexts=n_contexts,
+        n_cells=n_context_cells,
+        gen=gen,
+        groupby=groupby,
+    )
+    originals = [cells[i] for i in q]
+    variants, owner, gene_of = _variants(originals, genes, token_of, kind, max_genes)
+    encoder = PromptEncoder(
+        vocab, max_length=model.config.max_position_embeddings, max_genes=max_genes
+    )
+    all_ctx = np.concatenate([contexts, contexts[owner]]) if len(owner) else contexts
+    ages, _ = predict_ages(
+        runner, encoder, ref.cells, ref.times, originals + variants, all_ctx,
+        desc=f"perturb ({kind})",
+    )  # fmt: skip
+    base = ages[: len(originals)].mean(axis=1)
+    shift = ages[len(originals) :].mean(axis=1) - base[owner] if len(owner) else np.zeros(0)
+    table = pd.DataFrame([_summary(g, kind, shift[gene_of == g]) for g in genes])
+    table.insert(table.columns.get_loc("pval") + 1, "pval_adj", bh_adjust(table["pval"]))
+    key = slot(key_added, "perturb")
+    adata.uns[key] = {"table": table_to_uns(table), "params": _params(locals(), ref, runner)}
+    logg.info(f"    added uns[{key!r}] ({len(genes)} genes, {len(q)} cells)", time=start)
+    return finish(data, mdata, mod, [], copy)
+
+
+def _variants(originals, genes, token_of, kind, max_genes):
+    """Every perturbed cell, the original it came from and its gene."""
+    variants, owner, gene_of = [], [], []
+    for g in genes:
+        for i, cell in enumerate(originals):
+            new = _perturb_cell(cell, int(token_of[g]), kind, max_genes)
+            if new is not None:
+                variants.append(new)
+                owner.append(i)
+                gene_of.append(g)
+    return variants, np.asarray(owner, dtype=np.int64), np.asarray(gene_of, dtype=object)
+
+
+def _gene_list(adata: AnnData, genes: Any) -> list[str]:
     if isinstance(genes, str):
         genes = [genes]
     elif isinstance(genes, (list, tuple, np.ndarray, pd.Index, pd.Series)):
@@ -133,9 +189,6 @@ def perturb(
         )
     if not genes:
         raise ValueError("pass at least one gene in `genes`")
-    n_cells = positive_int("n_cells", n_cells, optional=True)
-    n_contexts = positive_int("n_contexts", n_contexts)
-    n_context_cells = positive_int("n_context_cells", n_context_cells)
     missing = [g for g in genes if g not in adata.var_names]
     if missing:
         raise ValueError(
@@ -148,98 +201,31 @@ def perturb(
             f"var_names are not unique: {ambiguous[:5]} name several genes; run "
             "`adata.var_names_make_unique()` first"
         )
-    cols = vocab_columns(adata, vocab)
-    token_of = pd.Series(cols.token_ids, index=adata.var_names[cols.var_rows])
-    outside = [g for g in genes if g not in token_of.index]
-    if outside:
-        raise ValueError(
-            f"genes {outside[:5]} are not in the model's vocabulary; they cannot be perturbed"
-        )
-    size = batch_size_of(batch_size)
-    max_genes = max_genes_of(model, max_genes)
+    return genes
 
-    tokens = token_matrix(adata, vocab)
-    ref, ref_rows, r_tokens = reference_cells(
-        adata, tokens, context, reference_key, reference, time_key, vocab, mod
+
+def _params(args: dict[str, Any], ref, runner) -> dict[str, Any]:
+    own = args["context"] is None
+    return h5ad_safe(
+        {
+            "genes": args["genes"],
+            "kind": args["kind"],
+            "context": "query object" if own else "separate AnnData",
+            "reference_key": args["reference_key"] if own else None,
+            "reference": args["reference"] if own else None,
+            "time_key": args["time_key"],
+            "groupby": args["groupby"],
+            "donor_key": args["donor_key"] if ref.donors is not None else None,
+            "n_query_cells": len(args["q"]),
+            "n_contexts": args["n_contexts"],
+            "n_context_cells": args["n_context_cells"],
+            "max_genes": args["max_genes"],
+            "device": str(runner.device),
+            "random_state": random_state_param(args["random_state"]),
+            "tokens_key": args["tokens_key"],
+            "unit": "months",
+        }
     )
-    r_times = numeric_obs(ref, time_key, "reference", "pass `time_key=` naming ages in months")
-    ref_rows = ref_rows[np.isfinite(r_times[ref_rows])]
-    q_groups = group_labels(adata.obs, group_by, "query")
-    r_groups = group_labels(ref.obs, group_by, "context")[ref_rows]
-    gen = as_generator(rng)
-    candidates = np.flatnonzero(np.isin(q_groups, np.unique(r_groups)))
-    if len(candidates) == 0:
-        raise ValueError(
-            f"no query cell has reference cells of its group (group_by={group_by!r}); pass a "
-            "`context` with cells of these groups and known ages, or another `group_by`"
-        )
-    q = candidates
-    if n_cells is not None and len(q) > n_cells:
-        q = np.sort(gen.choice(q, n_cells, replace=False))
-    use_donor = donor_key is not None and donor_key in adata.obs and donor_key in ref.obs
-    q_self = np.full(len(q), -1)
-    if ref is adata:
-        pos = np.full(adata.n_obs, -1)
-        pos[ref_rows] = np.arange(len(ref_rows))
-        q_self = pos[q]
-    contexts = sample_contexts(
-        q_groups[q],
-        adata.obs[donor_key].astype(str).to_numpy()[q] if use_donor else None,
-        q_self,
-        r_groups,
-        ref.obs[donor_key].astype(str).to_numpy()[ref_rows] if use_donor else None,
-        r_times[ref_rows],
-        n_contexts=int(n_contexts), n_cells=int(n_context_cells), gen=gen, group_by=group_by,
-    )  # fmt: skip
-
-    originals = [cut_cell(c, max_genes) for c in cell_tokens(tokens[q])]
-    variants, owner, gene_of = [], [], []
-    for g in genes:
-        t = int(token_of[g])
-        for i, cell in enumerate(originals):
-            new = _perturb_cell(cell, t, kind, max_genes)
-            if new is not None:
-                variants.append(new)
-                owner.append(i)
-                gene_of.append(g)
-    owner = np.asarray(owner, dtype=np.int64)
-    gene_of = np.asarray(gene_of, dtype=object)
-    dev = model_on_device(model, device)
-    all_q = originals + variants
-    all_ctx = np.concatenate([contexts, contexts[owner]]) if len(owner) else contexts
-    ages, _ = predict_ages(
-        model, vocab, ref_cells=cell_tokens(r_tokens[ref_rows]), ref_times=r_times[ref_rows],
-        query_cells=all_q, contexts=all_ctx, max_genes=max_genes, batch_size=size, device=dev,
-        desc=f"perturb ({kind})",
-    )  # fmt: skip
-    base = ages[: len(originals)].mean(axis=1)
-    shift = ages[len(originals) :].mean(axis=1) - base[owner] if len(owner) else np.zeros(0)
-    table = pd.DataFrame([_summary(g, kind, shift[gene_of == g]) for g in genes])
-
-    adata.uns[key_added] = {
-        "table": table_to_uns(table),
-        "params": h5ad_safe(
-            {
-                "genes": genes,
-                "kind": kind,
-                "context": "query object" if context is None else "separate AnnData",
-                "reference_key": reference_key if context is None else None,
-                "reference": reference if context is None else None,
-                "time_key": time_key,
-                "group_by": group_by,
-                "donor_key": donor_key if use_donor else None,
-                "n_query_cells": len(q),
-                "n_contexts": int(n_contexts),
-                "n_context_cells": int(n_context_cells),
-                "max_genes": max_genes,
-                "device": dev,
-                "rng": rng_param(rng),
-                "unit": "months",
-            }
-        ),
-    }
-    logg.info(f"    added uns[{key_added!r}] ({len(genes)} genes, {len(q)} cells)", time=start)
-    return finish(data, mdata, mod, [], copy)
 
 
 def _perturb_cell(

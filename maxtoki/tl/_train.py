@@ -6,27 +6,31 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .. import logging as logg
-from .._anndata import check_vocab, positive_int, require_cells, resolve_modality
+from .._anndata import positive_int, require_cells, resolve_modality
+from .._docs import inject_docs
+from .._keys import TOKENS_KEY, read_tokens
+from .._settings import settings
 
 if TYPE_CHECKING:
     import pandas as pd
     from anndata import AnnData
 
+    from .._vocab import GeneVocab
     from ..models import MaxToki
-    from ..pp import GeneVocab
     from ..train import TrainConfig
 
 
+@inject_docs
 def train(
     adata: AnnData,
     *,
-    vocab: GeneVocab,
+    vocab: GeneVocab | None = None,
     model: MaxToki | str | None = None,
     prompts: pd.DataFrame | None = None,
     stage: Literal[1, 2] = 2,
     steps: int = 500,
     time_key: str = "age_months",
-    group_by: str | Sequence[str] | None = ("cell_type", "sex"),
+    groupby: str | Sequence[str] | None = ("cell_type", "sex"),
     holdout: Mapping[str, Any] | np.ndarray | None = None,
     n_context: int | tuple[int, int] = (2, 3),
     task: str | Sequence[str] = ("TimeBetweenCells", "NextCell"),
@@ -35,9 +39,10 @@ def train(
     model_overrides: Mapping[str, Any] | None = None,
     config: TrainConfig | Mapping[str, Any] | None = None,
     out_dir: str | None = None,
-    device: str = "auto",
-    rng: int = 0,
+    device: str | None = None,
+    random_state: int = 0,
     quiet: bool = False,
+    tokens_key: str = TOKENS_KEY,
     mod: str = "rna",
 ) -> tuple[MaxToki, pd.DataFrame]:
     """Train a MaxToki model on the tokenized cells of an AnnData (notebook entry point).
@@ -46,14 +51,16 @@ def train(
     :func:`maxtoki.pp.trajectories` (eval prompts, from ``holdout``, are the validation set;
     without them 5% of the prompts are). Stage 1 trains next-gene prediction on single cells.
     The training loop is :class:`maxtoki.train.Trainer`; for corpora and many GPUs use the
-    ``maxtoki train`` command. Nothing is written into ``adata``.
+    ``maxtoki train`` command. Nothing is written into ``adata``. The trained model carries its
+    vocabulary (``model.vocab``), which ``save_pretrained`` writes next to the weights.
 
     Parameters
     ----------
     adata
-        AnnData (or MuData) tokenized by :func:`maxtoki.pp.tokenize` with ``vocab``.
+        AnnData (or MuData, see ``mod``) tokenized by :func:`maxtoki.pp.tokenize`.
     vocab
         The :class:`~maxtoki.pp.GeneVocab` of the tokens (with time tokens for stage 2).
+        ``None``: the vocabulary of ``model`` when it is a model or a model folder.
     model
         ``None`` or a preset name (``"tiny"``…) builds a new model sized for ``vocab``
         (time-token embeddings start smooth in their month value); a model folder or a
@@ -65,7 +72,7 @@ def train(
         ``2`` temporal prompts, ``1`` single-cell next-gene pretraining.
     steps
         Optimizer steps.
-    time_key, group_by, holdout, n_context, task, n_prompts
+    time_key, groupby, holdout, n_context, task, n_prompts
         Passed to :func:`maxtoki.pp.trajectories` when ``prompts`` is ``None``.
     max_genes_per_cell
         Keep each cell's top-ranked genes only (64 trains a small model on a CPU in minutes).
@@ -76,31 +83,28 @@ def train(
         Further :class:`~maxtoki.train.TrainConfig` fields (batch sizes, lr, eval interval…).
     out_dir
         Folder for checkpoints and ``metrics.jsonl`` (``None``: nothing is written).
-    device
-        ``"auto"``, ``"cpu"``, ``"cuda"``.
-    rng
+    {device}
+    random_state
         Seed of the prompts, the model init and the data order.
     quiet
         No progress bar.
-    mod
-        Modality of a MuData.
+    {tokens_key}
+    {mod}
 
     Returns
     -------
     model
-        The trained :class:`~maxtoki.models.MaxToki` (in eval mode).
+        The trained :class:`~maxtoki.models.MaxToki` (in eval mode), carrying ``vocab``.
     history
         One row per training log and validation: ``kind`` (``"train"``/``"eval"``), ``step``,
         ``loss``, ``ce``, ``time_loss``, ``mae_months``, ``median_ae_months``, ``tokens_per_s``…
     """
     import pandas as pd
 
-    from ..train import TrainConfig, Trainer, build_model
-    from ..train._prompts import build_datasets
+    from ..train import ArrayTokens, TrainConfig, Trainer, build_datasets, build_model
 
     adata, _ = resolve_modality(adata, mod)
     require_cells(adata)
-    check_vocab(vocab)
     steps = positive_int("steps", steps)
     if config is not None and not isinstance(config, (TrainConfig, Mapping)):
         raise TypeError(
@@ -111,13 +115,56 @@ def train(
             "prompts must be the DataFrame of `mt.pp.trajectories` (or None to build one), got "
             f"{type(prompts).__name__}"
         )
+    net = build_model(
+        "tiny" if model is None else model,
+        vocab=vocab,
+        overrides=dict(model_overrides or {}),
+        seed=random_state,
+    )
+    vocab = net.vocab
+    if vocab is None:
+        raise ValueError(
+            "pass `vocab=` (the GeneVocab the cells were tokenized with): a new model takes its "
+            "size and token ids from it"
+        )
     if stage == 2 and not vocab.has_time_tokens:
         raise ValueError(
             "stage 2 trains on temporal prompts and needs a vocabulary with time tokens; use "
             "`vocab.with_time_tokens()` (and re-tokenize) or pass `stage=1`"
         )
-    tokens = _token_source(adata, vocab)
+    tokens = read_tokens(adata, tokens_key, vocab)
+    source = ArrayTokens(tokens.matrix, tokens.lengths, names=adata.obs_names)
     start = logg.info(f"training a MaxToki model (stage {stage}) on {adata.n_obs} cells")
+    overrides = {
+        "steps": steps,
+        "stage": stage,
+        "out_dir": out_dir,
+        "seed": random_state,
+        "quiet": quiet,
+        "device": settings.device if device is None else device,
+    }
+    cfg = _config(config, steps, max_genes_per_cell, overrides)
+    if stage == 2 and prompts is None:
+        from ..pp import trajectories
+
+        prompts = trajectories(
+            adata, time_key=time_key, groupby=groupby, holdout=holdout, n_context=n_context,
+            task=task, n_prompts=n_prompts, random_state=random_state,
+            time_range=vocab.time_range, mod=mod,
+        )  # fmt: skip
+    max_length = cfg.max_length or net.config.max_position_embeddings
+    train_ds, val_ds = build_datasets(cfg, source, vocab, max_length=max_length, prompts=prompts)
+    # saved with the model and read by the mt.tl tools, which cut cells to as many genes
+    net.config.max_genes_per_cell = max_genes_per_cell
+    history = Trainer(net, train_ds, val_ds, cfg, vocab=vocab).fit()
+    net.eval()
+    logg.info("    finished training", time=start)
+    return net, history
+
+
+def _config(config, steps: int, max_genes_per_cell, overrides: dict[str, Any]):
+    """The run's TrainConfig: defaults scaled to ``steps``, then ``config``, then ``overrides``."""
+    from ..train import TrainConfig
 
     values: dict[str, Any] = {
         "max_genes_per_cell": max_genes_per_cell,
@@ -126,51 +173,5 @@ def train(
         "log_interval": max(steps // 50, 1),
         "warmup_steps": min(100, max(steps // 10, 1)),
     }
-    if isinstance(config, TrainConfig):
-        values.update(config.to_dict())
-    elif config is not None:
-        values.update(dict(config))
-    values.update(steps=steps, stage=stage, out_dir=out_dir, device=device, seed=rng, quiet=quiet)
-    cfg = TrainConfig.from_dict(values)
-
-    net = build_model(
-        "tiny" if model is None else model,
-        vocab=vocab,
-        overrides=dict(model_overrides or {}),
-        seed=rng,
-    )
-    if stage == 2 and prompts is None:
-        from ..pp import trajectories
-
-        prompts = trajectories(
-            adata,
-            time_key=time_key,
-            group_by=group_by,
-            holdout=holdout,
-            n_context=n_context,
-            task=task,
-            n_prompts=n_prompts,
-            rng=rng,
-            time_range=vocab.time_range,
-        )
-    max_length = cfg.max_length or net.config.max_position_embeddings
-    train_ds, val_ds = build_datasets(cfg, tokens, vocab, max_length=max_length, prompts=prompts)
-    # saved with the model and read by the mt.tl tools, which cut cells to as many genes
-    net.config.max_genes_per_cell = max_genes_per_cell
-    trainer = Trainer(net, train_ds, val_ds, cfg, vocab=vocab)
-    history = trainer.fit()
-    net.eval()
-    logg.info("    finished training", time=start)
-    return net, history
-
-
-def _token_source(adata, vocab):
-    from ..pp._tokenize import check_tokens
-    from ..train import ArrayTokens
-
-    matrix = check_tokens(adata, vocab)
-    if "maxtoki_n_tokens" not in adata.obs:
-        raise ValueError("obs['maxtoki_n_tokens'] not found; run `mt.pp.tokenize` first")
-    return ArrayTokens(
-        np.asarray(matrix), adata.obs["maxtoki_n_tokens"].to_numpy(), names=adata.obs_names
-    )
+    values.update(config.to_dict() if isinstance(config, TrainConfig) else dict(config or {}))
+    return TrainConfig.from_dict({**values, **overrides})

@@ -94,8 +94,8 @@ def test_explore_bad_input(out):
     del bare.obsm["maxtoki_tokens"]
     with pytest.raises(ValueError, match=r"mt\.pp\.tokenize"):
         mt.pl.explore(bare, model=out.model, vocab=out.vocab)
-    with pytest.raises(ValueError, match="group_by"):
-        mt.pl.explore(out.adata, model=out.model, vocab=out.vocab, group_by="nope")
+    with pytest.raises(ValueError, match="groupby"):
+        mt.pl.explore(out.adata, model=out.model, vocab=out.vocab, groupby="nope")
 
 
 def test_explore_without_ipywidgets(out, monkeypatch):

@@ -12,7 +12,7 @@ import maxtoki as mt
 def test_attention_per_head_and_tf_enrichment(trained, tmp_path):
     adata, vocab, model = trained
     q = subset(adata, 300)
-    assert mt.tl.attention(q, model, vocab=vocab, n_cells=150, max_genes=MAX_GENES) is None
+    assert mt.tl.attention(q, model=model, vocab=vocab, n_cells=150, max_genes=MAX_GENES) is None
     n_heads = model.config.num_hidden_layers * model.config.num_attention_heads
     varm = q.varm["maxtoki_attention"]
     assert varm.shape == (q.n_vars, n_heads)
@@ -35,13 +35,13 @@ def test_layers_gene_set_copy_and_mudata(trained):
     before = snapshot(q)
     genes = list(q.var_names[q.var["is_housekeeping"].to_numpy()])
     out = mt.tl.attention(
-        q, model, vocab=vocab, layers=[-1], gene_set=genes, max_genes=MAX_GENES, copy=True
+        q, model=model, vocab=vocab, layers=[-1], gene_set=genes, max_genes=MAX_GENES, copy=True
     )
     assert unchanged(q, before)
     assert out.varm["maxtoki_attention"].shape[1] == model.config.num_attention_heads
     assert set(mt.get.attention_heads(out)["layer"]) == {model.config.num_hidden_layers - 1}
     md = mudata_of(q.copy())
-    mt.tl.attention(md, model, vocab=vocab, n_cells=10, max_genes=MAX_GENES)
+    mt.tl.attention(md, model=model, vocab=vocab, n_cells=10, max_genes=MAX_GENES)
     assert "maxtoki_attention" in md.mod["rna"].varm
 
 
@@ -50,11 +50,11 @@ def test_errors(trained):
     q = subset(adata, 10)
     before = snapshot(q)
     with pytest.raises(ValueError, match="layers"):
-        mt.tl.attention(q, model, vocab=vocab, layers=[7])
+        mt.tl.attention(q, model=model, vocab=vocab, layers=[7])
     with pytest.raises(ValueError, match="gene_set"):
-        mt.tl.attention(q, model, vocab=vocab, gene_set=["not-a-gene"])
+        mt.tl.attention(q, model=model, vocab=vocab, gene_set=["not-a-gene"])
     q2 = q.copy()
     del q2.var["is_tf"]
     with pytest.raises(ValueError, match="is_tf"):
-        mt.tl.attention(q2, model, vocab=vocab)
+        mt.tl.attention(q2, model=model, vocab=vocab)
     assert unchanged(q, before)

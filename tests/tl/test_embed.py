@@ -14,7 +14,7 @@ def test_embed_neighbors_and_roundtrip(trained, tmp_path):
 
     adata, vocab, model = trained
     q = subset(adata, 200)
-    assert mt.tl.embed(q, model, vocab=vocab, max_genes=MAX_GENES) is None
+    assert mt.tl.embed(q, model=model, vocab=vocab, max_genes=MAX_GENES) is None
     emb = q.obsm["X_maxtoki"]
     assert emb.shape == (200, model.config.hidden_size) and np.isfinite(emb).all()
     assert q.uns["maxtoki"]["params"]["emb_mode"] == "cell"
@@ -36,10 +36,11 @@ def test_reloaded_model_keeps_its_genes_per_cell(trained, tmp_path):
     reloaded = mt.models.MaxToki.from_pretrained(tmp_path, device="cpu")
     assert reloaded.config.max_genes_per_cell == MAX_GENES
     q = subset(adata, 30, seed=2)
-    implicit = mt.tl.embed(q, reloaded, vocab=vocab, copy=True).obsm["X_maxtoki"]
-    explicit = mt.tl.embed(q, model, vocab=vocab, max_genes=MAX_GENES, copy=True)
+    assert reloaded.vocab.hash == vocab.hash  # the model carries its vocabulary
+    implicit = mt.tl.embed(q, model=reloaded, copy=True).obsm["X_maxtoki"]
+    explicit = mt.tl.embed(q, model=model, vocab=vocab, max_genes=MAX_GENES, copy=True)
     np.testing.assert_allclose(implicit, explicit.obsm["X_maxtoki"], rtol=1e-5, atol=1e-6)
-    allgenes = mt.tl.embed(q, model, vocab=vocab, max_genes=10**6, copy=True).obsm["X_maxtoki"]
+    allgenes = mt.tl.embed(q, model=model, vocab=vocab, max_genes=10**6, copy=True).obsm["X_maxtoki"]
     assert not np.allclose(implicit, allgenes)
 
 
@@ -48,14 +49,14 @@ def test_modes_layers_copy_and_mudata(trained):
     q = subset(adata, 40, seed=1)
     before = snapshot(q)
     out = mt.tl.embed(
-        q, model, vocab=vocab, emb_mode="eos", emb_layer=0, max_genes=MAX_GENES,
-        key_added="X_maxtoki_eos", copy=True,
+        q, model=model, vocab=vocab, emb_mode="eos", emb_layer=0, max_genes=MAX_GENES,
+        key_added="maxtoki_eos", copy=True,
     )  # fmt: skip
     assert unchanged(q, before)
     assert out.obsm["X_maxtoki_eos"].shape[0] == 40
     assert out.uns["maxtoki_eos"]["params"]["emb_layer"] == 0
     md = mudata_of(q.copy())
-    mt.tl.embed(md, model, vocab=vocab, max_genes=MAX_GENES, batch_size=7)
+    mt.tl.embed(md, model=model, vocab=vocab, max_genes=MAX_GENES, batch_size=7)
     assert md.mod["rna"].obsm["X_maxtoki"].shape == (40, model.config.hidden_size)
 
 
@@ -64,15 +65,15 @@ def test_errors(trained):
     q = subset(adata, 10)
     before = snapshot(q)
     with pytest.raises(ValueError, match="emb_mode"):
-        mt.tl.embed(q, model, vocab=vocab, emb_mode="cls")
+        mt.tl.embed(q, model=model, vocab=vocab, emb_mode="cls")
     with pytest.raises(ValueError, match="emb_layer"):
-        mt.tl.embed(q, model, vocab=vocab, emb_layer=99)
+        mt.tl.embed(q, model=model, vocab=vocab, emb_layer=99)
     with pytest.raises(ValueError, match="batch_size"):
-        mt.tl.embed(q, model, vocab=vocab, batch_size=0)
+        mt.tl.embed(q, model=model, vocab=vocab, batch_size=0)
     with pytest.raises(TypeError, match="GeneVocab"):
-        mt.tl.embed(q, model, vocab="vocab")
+        mt.tl.embed(q, model=model, vocab="vocab")
     del q.obsm["maxtoki_tokens"]
     before = snapshot(q)
     with pytest.raises(ValueError, match=r"mt\.pp\.tokenize"):
-        mt.tl.embed(q, model, vocab=vocab)
+        mt.tl.embed(q, model=model, vocab=vocab)
     assert unchanged(q, before)

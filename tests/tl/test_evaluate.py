@@ -48,13 +48,13 @@ def test_stored_and_roundtrip(table, tmp_path):
 
 
 def test_naive_baseline_falls_back_to_sex():
-    from maxtoki.tl._evaluate import _naive
+    from maxtoki.tl._baselines import naive
 
     ctype = np.array(["a", "a", "a", "b", "b", "c"])
     sex = np.array(["f", "f", "m", "f", "f", "f"])
     ages = np.array([10.0, 10.0, 30.0, 50.0, 50.0, 99.0])
     train = np.array([True, True, True, True, True, False])
-    pred = _naive(ctype, sex, ages, train)
+    pred = naive(ctype, sex, ages, train)
     # 'c' is unseen: the most common training age of females (10 and 50 tie → youngest)
     np.testing.assert_allclose(pred, [10, 10, 30, 50, 50, 10])
 

@@ -15,7 +15,7 @@ def generated(trained):
     adata, vocab, model = trained
     return mt.tl.generate(
         controls(adata), model=model, vocab=vocab, timelapse=60, n_cells=120,
-        max_genes=MAX_GENES, rng=0,
+        max_genes=MAX_GENES, random_state=0,
     )  # fmt: skip
 
 
@@ -48,24 +48,29 @@ def test_new_anndata_with_provenance(trained, generated, tmp_path):
 def test_generated_and_real_cells_embed_together(trained, generated):
     adata, vocab, model = trained
     real = controls(adata)[:100].copy()
+    # token matrices of one width, so that concat keeps every token (its inner join cuts)
+    width = real.obsm["maxtoki_tokens"].shape[1]
+    generated = generated.copy()
+    tok = generated.obsm["maxtoki_tokens"]
+    generated.obsm["maxtoki_tokens"] = np.pad(tok, ((0, 0), (0, width - tok.shape[1])))
     both = anndata.concat([real, generated], label="source", keys=["real", "generated"])
     both.uns["maxtoki_tokens"] = real.uns["maxtoki_tokens"]
-    mt.tl.embed(both, model, vocab=vocab, max_genes=MAX_GENES)
+    mt.tl.embed(both, model=model, vocab=vocab, max_genes=MAX_GENES)
     assert np.isfinite(both.obsm["X_maxtoki"]).all()
 
 
 def test_rank_expression_map_tracks_real_expression(trained):
     """Reconstructing real cells from their own ranks correlates with their measured values."""
-    from maxtoki.tl._generate import _log_normalised, rank_expression_map, reconstruct_expression
+    from maxtoki.tl._expression import log_normalised, rank_expression_map, reconstruct_expression
     from maxtoki.tl._utils import vocab_columns
 
     adata, vocab, _ = trained
     real = controls(adata)[:200].copy()
     tokens = real.obsm["maxtoki_tokens"]
-    emap = rank_expression_map(real, tokens, vocab)
-    cols = vocab_columns(real, vocab)
+    emap = rank_expression_map(real, tokens, vocab, "maxtoki_tokens")
+    cols = vocab_columns(real, vocab, "maxtoki_tokens")
     rec = reconstruct_expression(tokens, emap, cols, vocab).toarray()
-    obs = _log_normalised(real).toarray()[:, cols.var_rows]
+    obs = log_normalised(real, "maxtoki_tokens").toarray()[:, cols.var_rows]
     nz = rec > 0
     assert np.corrcoef(rec[nz], obs[nz])[0, 1] > 0.8
 
@@ -93,10 +98,10 @@ def test_groups_timelapses_and_errors(trained):
     group = "B cell|female"
     g = mt.tl.generate(
         mudata_of(ctx.copy()), model=model, vocab=vocab, timelapse=[0, 12, 24], n_cells=3,
-        groups=[group], max_genes=8, rng=1,
+        groups=[group], max_genes=8, random_state=1,
     )  # fmt: skip
     assert (g.obs["group"] == group).all() and g.obs["timelapse_months"].tolist() == [0, 12, 24]
-    with pytest.raises(ValueError, match=r"no context cells .*'dragon\|female'"):
+    with pytest.raises(ValueError, match=r"no cells with a known age .*'dragon\|female'"):
         mt.tl.generate(ctx, model=model, vocab=vocab, groups=["dragon|female"], n_cells=2)
     with pytest.raises(ValueError, match="time tokens"):
         mt.tl.generate(ctx, model=model, vocab=vocab, timelapse=10_000, n_cells=2)

@@ -45,7 +45,7 @@ def test_slots_params_and_roundtrip(trained, tmp_path):
     assert err < 0.6 * const, (err, const)
     back = roundtrip(sub, tmp_path)
     np.testing.assert_allclose(back.obs["maxtoki_age"], sub.obs["maxtoki_age"])
-    assert back.uns["maxtoki_predict_time"]["params"]["group_by"].tolist() == ["cell_type", "sex"]
+    assert back.uns["maxtoki_predict_time"]["params"]["groupby"].tolist() == ["cell_type", "sex"]
 
 
 def test_default_context_is_the_objects_own_controls(trained):
@@ -74,7 +74,7 @@ def test_group_is_not_shown_to_the_model(trained, small):
     adata, vocab, model = trained
     ctx = controls(adata).copy()
     a, b = small.copy(), small.copy()
-    kw = dict(model=model, vocab=vocab, n_contexts=2, max_genes=MAX_GENES, rng=3)
+    kw = dict(model=model, vocab=vocab, n_contexts=2, max_genes=MAX_GENES, random_state=3)
     mt.tl.predict_time(a, context=ctx, **kw)
     for obj in (b, ctx):
         obj.obs["cell_type"] = obj.obs["cell_type"].cat.rename_categories(
