@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
+from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,6 +22,10 @@ QUESTION_TOKENS = ("<boq>", "<eoq>")
 TOKEN_DICTIONARY_FILE = "token_dictionary.json"
 GENE_MEDIANS_FILE = "gene_median_dictionary.json"
 _INT_RE = re.compile(r"^-?\d+$")
+# the official v1 files, shipped gzipped in maxtoki/_data (see the README there)
+_OFFICIAL_TOKENS = "token_dictionary_v1.json.gz"
+_OFFICIAL_MEDIANS = "gene_median_dictionary_v1.json.gz"
+_OFFICIAL_TIME_RANGE = (-1500, 1499)
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,7 +36,8 @@ class GeneVocab:
     then one token per Ensembl gene ID; a temporal vocabulary appends integer month tokens
     (``"-1500"`` … ``"1499"``) and ``<boq>``, ``<eoq>``.
 
-    Build one with :meth:`from_files` (the official JSON dictionaries), :meth:`from_genes`
+    Build one with :meth:`official` (the official v1 vocabulary, shipped with the package),
+    :meth:`from_files` (JSON dictionaries, e.g. from a checkpoint), :meth:`from_genes`
     (a new model's genes and medians, e.g. from :func:`maxtoki.pp.gene_medians`) or
     :meth:`load` (a folder written by :meth:`save`).
 
@@ -83,31 +91,71 @@ class GeneVocab:
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
+    def official(cls, *, temporal: bool = False) -> GeneVocab:
+        """The official MaxToki v1 vocabulary and gene medians, shipped with the package.
+
+        Identical, token for token, id for id and median for median, to
+        ``GeneVocab.from_files("token_dictionary_v1.json", "gene_median_dictionary_v1.json")``
+        of the official release (resp. ``token_dictionary_temporal_v1.json``): the vocabulary of
+        the released checkpoints. Loaded on first use and cached (the same object is returned
+        every time: treat it as read-only).
+
+        Parameters
+        ----------
+        temporal
+            ``False``: the stage-1 vocabulary, 20,275 tokens (``<pad>``=0, ``<mask>``=1,
+            ``<bos>``=2, ``<eos>``=3, 20,271 Ensembl genes at 4–20,274). ``True``: the temporal
+            (stage-2) vocabulary, 23,277 tokens: the same plus the released time tokens
+            ``"-1500"`` … ``"1499"`` months at 20,275…23,274 (id = 21,775 + months), ``<boq>``
+            23,275 and ``<eoq>`` 23,276. Both share :attr:`encoding_hash`, so tokens made with
+            either serve models of both.
+
+        Examples
+        --------
+        >>> vocab = mt.pp.GeneVocab.official()
+        >>> mt.pp.tokenize(adata, vocab=vocab)
+        """
+        return _official(bool(temporal))
+
+    @classmethod
     def from_files(
         cls, token_dictionary: str | os.PathLike, gene_medians: str | os.PathLike
     ) -> GeneVocab:
-        """Load the official JSON token dictionary (``{token: id}``) and gene median dictionary.
+        """Load a JSON token dictionary (``{token: id}``) and gene median dictionary.
 
         Parameters
         ----------
         token_dictionary
-            E.g. ``token_dictionary_v1.json`` or ``token_dictionary_temporal_v1.json``.
+            E.g. ``token_dictionary_v1.json`` or ``token_dictionary_temporal_v1.json`` (the
+            official files are built in: :meth:`official`). A JSON *list* of tokens is read by
+            position (token ``k`` gets id ``k``) with a warning; it must start with ``<pad>``,
+            ``<mask>``, ``<bos>``, ``<eos>``.
         gene_medians
             E.g. ``gene_median_dictionary_v1.json``; medians of genes outside the vocabulary
             are ignored.
         """
-        mapping = _read_json(token_dictionary, "token dictionary")
+        return cls._from_json(
+            _read_json(token_dictionary, "token dictionary"),
+            _read_json(gene_medians, "gene median dictionary"),
+            str(token_dictionary),
+            str(gene_medians),
+        )
+
+    @classmethod
+    def _from_json(cls, mapping, medians, token_source: str, median_source: str) -> GeneVocab:
+        """Build from parsed JSON: a ``{token: id}`` map (or a token list) and a median map."""
+        if isinstance(mapping, list):
+            mapping = _list_to_mapping(mapping, token_source)
         if not isinstance(mapping, dict) or not all(isinstance(v, int) for v in mapping.values()):
-            raise ValueError(f"{token_dictionary} must be a JSON object of token → integer id")
+            raise ValueError(f"{token_source} must be a JSON object of token → integer id")
         ids = sorted(mapping.values())
         if ids != list(range(len(ids))):
-            raise ValueError(f"{token_dictionary}: token ids must be exactly 0 … {len(ids) - 1}")
+            raise ValueError(f"{token_source}: token ids must be exactly 0 … {len(ids) - 1}")
         tokens = [""] * len(ids)
         for token, i in mapping.items():
             tokens[i] = token
-        medians = _read_json(gene_medians, "gene median dictionary")
         if not isinstance(medians, dict):
-            raise ValueError(f"{gene_medians} must be a JSON object of gene ID → median")
+            raise ValueError(f"{median_source} must be a JSON object of gene ID → median")
         genes = {t for t in tokens if not _is_non_gene(t)}
         return cls(tuple(tokens), {g: float(medians[g]) for g in genes if g in medians})
 
@@ -302,6 +350,57 @@ class GeneVocab:
 
 def _is_non_gene(token: str) -> bool:
     return token in SPECIAL_TOKENS or token in QUESTION_TOKENS or bool(_INT_RE.match(token))
+
+
+def _list_to_mapping(tokens: list, source: str) -> dict[str, int]:
+    """A token dictionary stored as a list (read by position): check it, warn, map it."""
+    if not all(isinstance(t, str) for t in tokens):
+        raise ValueError(f"{source}: a token list must hold token strings only")
+    head = tuple(tokens[: len(SPECIAL_TOKENS)])
+    if head != SPECIAL_TOKENS:
+        missing = [t for t in SPECIAL_TOKENS if t not in tokens]
+        raise ValueError(
+            f"{source} is a JSON list of tokens, not a {{token: id}} map, and it starts with "
+            f"{head} instead of {SPECIAL_TOKENS}"
+            + (f" (it lacks {missing})" if missing else "")
+            + ". Reading it by position would give every gene the wrong id: with one special "
+            "token missing, each gene lands one id below the id the model was trained with "
+            "(a one-off shift), and the model reads every cell as other genes. Such lists are "
+            "found inside some official checkpoints. Fix: use the {token: id} dictionary of the "
+            "release (`GeneVocab.official()`, or `token_dictionary_v1.json` / "
+            "`token_dictionary_temporal_v1.json` with `GeneVocab.from_files`), or convert the "
+            "list to a {token: id} map with the ids the model was trained with."
+        )
+    if len(set(tokens)) != len(tokens):
+        raise ValueError(f"{source}: the token list has duplicated tokens")
+    warnings.warn(
+        f"{source} is a JSON list of tokens, not a {{token: id}} map: ids were assigned by "
+        "position (token k → id k). This is only right if the list holds every token the model "
+        f"was trained with, specials {SPECIAL_TOKENS} included, in id order; a list that lacks "
+        "a special token shifts every gene id. Prefer the {token: id} dictionary "
+        "(`GeneVocab.official()` for the released checkpoints).",
+        UserWarning,
+        stacklevel=4,
+    )
+    return {t: i for i, t in enumerate(tokens)}
+
+
+@cache
+def _official(temporal: bool) -> GeneVocab:
+    if temporal:
+        return _official(False).with_time_tokens(_OFFICIAL_TIME_RANGE)
+    return GeneVocab._from_json(
+        _read_package_json(_OFFICIAL_TOKENS),
+        _read_package_json(_OFFICIAL_MEDIANS),
+        f"maxtoki/_data/{_OFFICIAL_TOKENS}",
+        f"maxtoki/_data/{_OFFICIAL_MEDIANS}",
+    )
+
+
+def _read_package_json(name: str):
+    """A gzipped JSON file of ``maxtoki/_data`` (works from a wheel, a zip or a checkout)."""
+    with (resources.files("maxtoki") / "_data" / name).open("rb") as f:
+        return json.loads(gzip.decompress(f.read()))
 
 
 def _read_json(path: str | os.PathLike, what: str):

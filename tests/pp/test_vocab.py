@@ -1,4 +1,7 @@
+import gzip
+import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +132,115 @@ def test_bad_files(tmp_path):
         GeneVocab.from_files(_write(tmp_path / "str.json", {**good, "ENSG00000000003": "4"}), meds)
     with pytest.raises(ValueError, match="finite and > 0"):
         GeneVocab.from_genes({"ENSG00000000003": 0.0})
+
+
+def test_token_list_read_by_position_warns(tmp_path):
+    meds = _write(tmp_path / "med.json", {"ENSG00000000003": 1.0, "ENSG00000000005": 2.0})
+    tokens = ["<pad>", "<mask>", "<bos>", "<eos>", "ENSG00000000003", "ENSG00000000005"]
+    as_map = GeneVocab.from_files(
+        _write(tmp_path / "map.json", {t: i for i, t in enumerate(tokens)}), meds
+    )
+    with pytest.warns(UserWarning, match="assigned by position") as record:
+        as_list = GeneVocab.from_files(_write(tmp_path / "list.json", tokens), meds)
+    assert "shifts every gene id" in str(record[0].message)
+    assert record[0].filename == __file__  # points at the caller
+    assert as_list.tokens == as_map.tokens and as_list.hash == as_map.hash
+
+
+def test_token_list_without_specials_is_refused(tmp_path):
+    meds = _write(tmp_path / "med.json", {"ENSG00000000003": 1.0, "ENSG00000000005": 2.0})
+    # the checkpoint pitfall: a list that lacks <pad> puts every gene one id too low
+    shifted = ["<mask>", "<bos>", "<eos>", "ENSG00000000003", "ENSG00000000005"]
+    with pytest.raises(ValueError, match="one-off shift") as e:
+        GeneVocab.from_files(_write(tmp_path / "shifted.json", shifted), meds)
+    assert "['<pad>']" in str(e.value) and "GeneVocab.official()" in str(e.value)
+    genes_only = ["ENSG00000000003", "ENSG00000000005"]
+    with pytest.raises(ValueError, match="JSON list of tokens"):
+        GeneVocab.from_files(_write(tmp_path / "genes.json", genes_only), meds)
+    with pytest.raises(ValueError, match="token strings"):
+        GeneVocab.from_files(_write(tmp_path / "ints.json", [0, 1, 2, 3]), meds)
+    dup = ["<pad>", "<mask>", "<bos>", "<eos>", "ENSG00000000003", "ENSG00000000003"]
+    with pytest.raises(ValueError, match="duplicated"):
+        GeneVocab.from_files(_write(tmp_path / "dup.json", dup), meds)
+
+
+# --- the official vocabulary shipped with the package (maxtoki/_data) ------------------------
+# sha256 of the released JSON files, as listed in maxtoki/_data/README.md
+OFFICIAL_SHA256 = {
+    "token_dictionary_v1.json": "b4577f7a983ae1878e1c5db8862ccb46987e904bc2759bd305960fbb838ccb15",
+    "gene_median_dictionary_v1.json": (
+        "8ced5c2b1e5e6d3310128c627b3dc98f2a9d1f397bb6f30103d78d40360abec5"
+    ),
+}
+
+
+def packaged_bytes(name):
+    return gzip.decompress((resources.files("maxtoki") / "_data" / f"{name}.gz").read_bytes())
+
+
+def test_packaged_files_are_the_released_bytes():
+    """Runs in every clone: the shipped files hash to the released files' sha256."""
+    for name, sha in OFFICIAL_SHA256.items():
+        assert hashlib.sha256(packaged_bytes(name)).hexdigest() == sha, name
+    medians = json.loads(packaged_bytes("gene_median_dictionary_v1.json"))
+    assert len(medians) == 42_005
+
+
+def test_official_vocab_without_reference_files():
+    v = GeneVocab.official()
+    assert GeneVocab.official() is v  # loaded once
+    assert len(v) == 20_275 and v.n_genes == 20_271
+    assert v.tokens[:4] == ("<pad>", "<mask>", "<bos>", "<eos>")
+    assert v.gene_token_ids[0] == 4 and v.gene_token_ids[-1] == 20_274
+    assert not v.has_time_tokens and v.boq_id is None and v.eoq_id is None
+    med = v.median_per_token
+    assert np.isfinite(med[4:]).all() and (med[4:] > 0).all()
+
+    t = GeneVocab.official(temporal=True)
+    assert GeneVocab.official(temporal=True) is t
+    assert len(t) == 23_277 and t.n_genes == 20_271
+    assert t.tokens[:20_275] == v.tokens
+    assert t.time_range == (-1500, 1499) and t.time_token_start_id == 20_275
+    assert t.time_token_id(0) == 21_775 and t.time_token_id(-1500) == 20_275
+    assert t.time_token_id(1499) == 23_274
+    assert t.boq_id == 23_275 and t.eoq_id == 23_276
+    assert t.tokens[-2:] == ("<boq>", "<eoq>")
+    # tokens of either vocabulary serve models of both
+    assert t.encoding_hash == v.encoding_hash and t.hash != v.hash
+    fields = t.model_config_fields()
+    assert fields["vocab_size"] == 23_277 and fields["n_time_tokens"] == 3000
+
+
+@needs_ref
+def test_official_equals_the_released_files(official, temporal):
+    for shipped, released in (
+        (GeneVocab.official(), official),
+        (GeneVocab.official(temporal=True), temporal),
+    ):
+        assert shipped.tokens == released.tokens  # token for token, id for id
+        assert shipped.token_to_id == released.token_to_id
+        assert shipped.gene_medians.keys() == released.gene_medians.keys()
+        assert all(shipped.gene_medians[g] == released.gene_medians[g] for g in released.gene_ids)
+        np.testing.assert_array_equal(shipped.median_per_token, released.median_per_token)
+        assert shipped.hash == released.hash
+        assert shipped.encoding_hash == released.encoding_hash
+    # the temporal vocabulary is rebuilt (not stored): the released file, token for token
+    mapping = json.loads((REF / "token_dictionary_temporal_v1.json").read_text())
+    assert len(mapping) == 23_277
+    assert GeneVocab.official(temporal=True).token_to_id == mapping
+    assert list(GeneVocab.official(temporal=True).token_to_id.items()) == sorted(
+        mapping.items(), key=lambda kv: kv[1]
+    )
+
+
+@needs_ref
+def test_packaged_files_equal_the_released_files():
+    for name in OFFICIAL_SHA256:
+        released = (REF / name).read_bytes()
+        assert packaged_bytes(name) == released, name
+    medians = json.loads((REF / "gene_median_dictionary_v1.json").read_text())
+    packaged = json.loads(packaged_bytes("gene_median_dictionary_v1.json"))
+    assert len(packaged) == len(medians) == 42_005
+    assert list(packaged.items()) == list(medians.items())  # entry for entry, in order
+    tokens = json.loads((REF / "token_dictionary_v1.json").read_text())
+    assert json.loads(packaged_bytes("token_dictionary_v1.json")) == tokens
