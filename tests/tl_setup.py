@@ -140,7 +140,8 @@ def predicted():
     sub = adata[keep.to_numpy()].copy()
     context = adata[(adata.obs["condition"] == "control").to_numpy()]
     mt.tl.predict_time(
-        sub, model=model, vocab=vocab, context=context, n_contexts=3, max_genes=MAX_GENES, random_state=0
+        sub, model=model, vocab=vocab, context=context, n_contexts=3, max_genes=MAX_GENES,
+        random_state=0,
     )
     return sub
 

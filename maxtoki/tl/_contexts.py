@@ -66,7 +66,9 @@ def reference_set(
     times = numeric_obs(ref, time_key, "reference", "pass `time_key=` naming ages in months")
     rows = rows[np.isfinite(times[rows])]
     if len(rows) == 0:
-        raise ValueError(f"no reference cell has a known obs[{time_key!r}]; pass a `context`")
+        raise ValueError(
+            f"no reference cell has a known obs[{time_key!r}]; pass a `context` with ages"
+        )
     cells = read_tokens(ref, tokens_key, vocab).cells(rows)
     use_donor = donor_key is not None and donor_key in adata.obs and donor_key in ref.obs
     donors = ref.obs[donor_key].astype(str).to_numpy()[rows] if use_donor else None

@@ -10,12 +10,12 @@ from .._anndata import positive_int, require_cells, resolve_modality
 from .._docs import inject_docs
 from .._keys import TOKENS_KEY, read_tokens
 from .._settings import settings
+from .._vocab import GeneVocab
 
 if TYPE_CHECKING:
     import pandas as pd
     from anndata import AnnData
 
-    from .._vocab import GeneVocab
     from ..models import MaxToki
     from ..train import TrainConfig
 
@@ -114,6 +114,11 @@ def train(
         raise TypeError(
             "prompts must be the DataFrame of `mt.pp.trajectories` (or None to build one), got "
             f"{type(prompts).__name__}"
+        )
+    if vocab is not None and not isinstance(vocab, GeneVocab):
+        raise TypeError(
+            f"vocab must be a maxtoki.pp.GeneVocab (the tokens' vocabulary) or None, got "
+            f"{type(vocab).__name__}"
         )
     net = build_model(
         "tiny" if model is None else model,

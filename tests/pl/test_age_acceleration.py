@@ -32,14 +32,15 @@ def test_age_acceleration_box_and_strata(out):
 
     adata = out.adata.copy()
     mt.tl.age_acceleration(adata, stratify_by="cell_type", n_boot=50, key_added="acc_ct")
-    strata = sorted(set(mt.get.age_acceleration(adata, key="acc_ct")["stratum"]))
-    fig = mt.pl.age_acceleration(adata, key="acc_ct", show=False)
+    key = "acc_ct_age_acceleration"
+    strata = sorted(set(mt.get.age_acceleration(adata, key=key)["stratum"]))
+    fig = mt.pl.age_acceleration(adata, key=key, show=False)
     assert isinstance(fig, Figure)
     assert sorted(a.get_title().split("\n")[0] for a in fig.axes) == strata
-    ax = mt.pl.age_acceleration(adata, key="acc_ct", stratum=strata[0], show=False)
+    ax = mt.pl.age_acceleration(adata, key=key, stratum=strata[0], show=False)
     assert ax.get_title().startswith(strata[0])
     with pytest.raises(ValueError, match="stratum"):
-        mt.pl.age_acceleration(adata, key="acc_ct", stratum="nope", show=False)
+        mt.pl.age_acceleration(adata, key=key, stratum="nope", show=False)
 
 
 def test_age_acceleration_bad_input(out):

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import maxtoki as mt
+from maxtoki._keys import read_tokens
 from maxtoki.pp import GeneVocab
-from maxtoki.pp._tokenize import check_tokens
 
 REF = Path(__file__).resolve().parents[3] / "shared" / "reference"
 GOLDEN = REF / "golden" / "celltypist_pbmc"
@@ -149,10 +149,11 @@ def test_golden_temporal_vocab_and_reference(golden):
     assert a.uns["maxtoki_tokens"]["vocab_hash"] == temporal.hash
     # same genes, ids and medians: tokens of either vocabulary serve models of both
     assert temporal.encoding_hash == vocab.encoding_hash and temporal.hash != vocab.hash
-    np.testing.assert_array_equal(check_tokens(a, vocab), a.obsm["maxtoki_tokens"])
+    got = read_tokens(a, "maxtoki_tokens", vocab).matrix
+    np.testing.assert_array_equal(got, a.obsm["maxtoki_tokens"])
     other = GeneVocab.from_genes({g: m * 2 for g, m in vocab.gene_medians.items()})
-    with pytest.raises(ValueError, match="re-run mt"):
-        check_tokens(a, other)
+    with pytest.raises(ValueError, match="re-run `mt"):
+        read_tokens(a, "maxtoki_tokens", other)
     # the independent reference agrees with the official output too
     ref = reference_tokens(
         a.X.toarray(), a.var["ensembl_id"].tolist(), vocab, n_counts=a.obs["n_counts"].to_numpy()
@@ -302,7 +303,7 @@ def test_empty_cells_warn(capsys):
 def test_copy_and_key_added():
     vocab = small_vocab()
     a = small_adata(np.array([[1, 2], [3, 0]], dtype=np.float32), [gene_id(0), gene_id(1)])
-    b = mt.pp.tokenize(a, vocab=vocab, copy=True, key_added="mine_tokens")
+    b = mt.pp.tokenize(a, vocab=vocab, copy=True, key_added="mine")
     assert isinstance(b, ad.AnnData) and b is not a
     assert "mine_tokens" not in a.obsm and "mine_n_tokens" not in a.obs
     assert {"mine_n_tokens", "mine_empty"} <= set(b.obs) and "mine_token_id" in b.var
@@ -362,23 +363,28 @@ def test_mudata_obs_mirrored():
     assert "maxtoki_tokens" in md.mod["rna"].obsm
     assert md.obs["rna:maxtoki_n_tokens"].tolist() == [4, 2]
     assert md.obs["rna:maxtoki_empty"].tolist() == [False, True]
-    out = mt.pp.tokenize(md, vocab=vocab, copy=True, key_added="x_tokens")
+    out = mt.pp.tokenize(md, vocab=vocab, copy=True, key_added="x")
     assert "rna:x_n_tokens" in out.obs and "rna:x_n_tokens" not in md.obs
 
 
-def test_check_tokens():
+def test_read_tokens():
     vocab = small_vocab()
     a = small_adata(np.array([[1, 2]], dtype=np.float32), [gene_id(0), gene_id(1)])
-    with pytest.raises(ValueError, match=r"run `mt.pp.tokenize` first"):
-        check_tokens(a, vocab)
+    with pytest.raises(ValueError, match=r"run `mt.pp.tokenize\(adata\)` first"):
+        read_tokens(a, "maxtoki_tokens", vocab)
     mt.pp.tokenize(a, vocab=vocab)
-    assert check_tokens(a, vocab) is a.obsm["maxtoki_tokens"]
+    assert read_tokens(a, "maxtoki_tokens", vocab).matrix is a.obsm["maxtoki_tokens"]
     other = small_vocab(12, np.full(12, 2.0))
     with pytest.raises(
         ValueError,
         match=(
-            rf"tokens in adata were made with vocabulary {vocab.hash}, this model's is "
-            rf"{other.hash}; re-run mt.pp.tokenize with the model's vocabulary"
+            rf"the tokens in obsm\['maxtoki_tokens'\] were made with vocabulary {vocab.hash}, "
+            rf"the model's is {other.hash}; re-run `mt.pp.tokenize` with the model's vocabulary"
         ),
     ):
-        check_tokens(a, other)
+        read_tokens(a, "maxtoki_tokens", other)
+    # another key: the error names the tokens that exist
+    mt.pp.tokenize(a, vocab=vocab, key_added="other")
+    del a.obsm["maxtoki_tokens"]
+    with pytest.raises(ValueError, match=r"tokens found under \['other_tokens'\]"):
+        read_tokens(a, "maxtoki_tokens", vocab)

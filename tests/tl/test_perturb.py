@@ -47,8 +47,8 @@ def test_delete_and_overexpress(trained, query, tmp_path):
 def test_mudata_and_errors(trained, query):
     adata, vocab, model = trained
     md = mudata_of(query[:60].copy())
-    mt.tl.perturb(md, model=model, vocab=vocab, genes=_top_genes(query, 1), n_cells=10, n_contexts=1,
-                  max_genes=MAX_GENES, context=adata)  # fmt: skip
+    mt.tl.perturb(md, model=model, vocab=vocab, genes=_top_genes(query, 1), n_cells=10,
+                  n_contexts=1, max_genes=MAX_GENES, context=adata)  # fmt: skip
     assert "maxtoki_perturb" in md.mod["rna"].uns
     q = query.copy()
     before = snapshot(q)

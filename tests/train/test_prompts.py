@@ -108,7 +108,8 @@ def test_truncation_cuts_the_first_context_cell():
 def test_too_long_without_truncation_is_an_error():
     ds = PromptDataset(_prompts(), _tokens(), vocab=VOCAB, max_length=12, truncate=False)
     with pytest.raises(
-        ValueError, match=r"prompt 0: a prompt needs 17 tokens but max_length is 12 \(truncation is off\)"
+        ValueError,
+        match=r"prompt 0: a prompt needs 17 tokens but max_length is 12 \(truncation is off\)",
     ):
         ds[0]
     ds = PromptDataset(_prompts(), _tokens(), vocab=VOCAB, max_length=10, truncate=True)
