@@ -14,12 +14,9 @@ import maxtoki as mt
 from maxtoki._keys import read_tokens
 from maxtoki.pp import GeneVocab
 
-REF = Path(__file__).resolve().parents[3] / "shared" / "reference"
-GOLDEN = REF / "golden" / "celltypist_pbmc"
-needs_golden = pytest.mark.skipif(
-    not (GOLDEN / "expected_tokens.npz").is_file(),
-    reason=f"golden set not found at {GOLDEN} (shared/reference)",
-)
+DATA = Path(__file__).resolve().parents[1] / "data"
+GOLDEN_H5AD = DATA / "golden_pbmc.h5ad"  # official tokens of real cells: see tests/data/README.md
+GOLDEN_TOKENS = DATA / "golden_pbmc_tokens.npz"
 
 
 # --- an independent NumPy reference ----------------------------------------------------------
@@ -78,88 +75,22 @@ def small_adata(X, ids, **obs):
     return a
 
 
-# --- golden set --------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def golden():
-    vocab = GeneVocab.from_files(
-        REF / "maxtoki" / "token_dictionary_v1.json",
-        REF / "maxtoki" / "gene_median_dictionary_v1.json",
-    )
-    with np.load(GOLDEN / "expected_tokens.npz") as z:
-        tokens, lengths, cell_id = z["tokens"], z["lengths"], z["cell_id"]
+# --- the NumPy reference against the official tokenizer -------------------------------------
+# (parity of mt.pp.tokenize with the official tokenizer: tests/pp/test_golden.py)
+def test_reference_agrees_with_the_official_tokenizer():
+    """The independent reference reproduces the official output on real cells (tests/data)."""
+    with np.load(GOLDEN_TOKENS) as z:
+        lengths, tokens = z["lengths"][:8], z["tokens"]
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    expected = [tokens[offsets[i] : offsets[i + 1]] for i in range(len(lengths))]
-    adata = ad.read_h5ad(GOLDEN / "counts.h5ad")
-    assert (adata.obs["cell_id"].to_numpy() == cell_id).all()
-    return vocab, adata, expected
-
-
-def assert_golden(adata, expected):
-    got = as_list(adata)
-    assert len(got) == len(expected)
-    bad = [
-        i for i, (g, e) in enumerate(zip(got, expected, strict=True)) if not np.array_equal(g, e)
-    ]
-    assert not bad, f"{len(bad)} cells differ from the official tokenizer, e.g. cell {bad[:5]}"
-
-
-@needs_golden
-def test_golden_in_memory(golden):
-    vocab, adata, expected = golden
-    a = adata.copy()
-    assert mt.pp.tokenize(a, vocab=vocab, max_len=4096) is None
-    assert_golden(a, expected)
-    assert a.obsm["maxtoki_tokens"].dtype == np.uint16
-    assert a.obsm["maxtoki_tokens"].shape[1] == max(len(e) for e in expected)
-    np.testing.assert_array_equal(a.obs["maxtoki_n_tokens"], [len(e) for e in expected])
-    info = a.uns["maxtoki_tokens"]
-    assert info["vocab_hash"] == vocab.hash and info["vocab_size"] == 20_275
-    assert info["n_genes_in_vocab"] == int((a.var["maxtoki_token_id"] >= 0).sum()) > 15_000
-    assert 0.9 < info["frac_counts_in_vocab"] <= 1
-
-
-@needs_golden
-def test_golden_backed_chunks_dense_csc(golden, tmp_path):
-    vocab, adata, expected = golden
-    backed = ad.read_h5ad(GOLDEN / "counts.h5ad", backed="r")
-    mt.pp.tokenize(backed, vocab=vocab, chunk_size=97)  # several chunks, read in a thread
-    assert_golden(backed, expected)
-    backed.file.close()
-    dense = adata.copy()
-    dense.X = dense.X.toarray()
-    mt.pp.tokenize(dense, vocab=vocab, chunk_size=200)
-    assert_golden(dense, expected)
-    csc = adata.copy()
-    csc.X = sp.csc_matrix(csc.X).astype(np.int64)
-    mt.pp.tokenize(csc, vocab=vocab)
-    assert_golden(csc, expected)
-
-
-@needs_golden
-def test_golden_temporal_vocab_and_reference(golden):
-    vocab, adata, expected = golden
-    temporal = GeneVocab.from_files(
-        REF / "maxtoki" / "token_dictionary_temporal_v1.json",
-        REF / "maxtoki" / "gene_median_dictionary_v1.json",
-    )
-    a = adata[:60].copy()
-    mt.pp.tokenize(a, vocab=temporal)
-    assert_golden(a, expected[:60])
-    a = a[:8].copy()
-    assert a.uns["maxtoki_tokens"]["vocab_hash"] == temporal.hash
-    # same genes, ids and medians: tokens of either vocabulary serve models of both
-    assert temporal.encoding_hash == vocab.encoding_hash and temporal.hash != vocab.hash
-    got = read_tokens(a, "maxtoki_tokens", vocab).matrix
-    np.testing.assert_array_equal(got, a.obsm["maxtoki_tokens"])
-    other = GeneVocab.from_genes({g: m * 2 for g, m in vocab.gene_medians.items()})
-    with pytest.raises(ValueError, match="re-run `mt"):
-        read_tokens(a, "maxtoki_tokens", other)
-    # the independent reference agrees with the official output too
+    a = ad.read_h5ad(GOLDEN_H5AD)[:8]
     ref = reference_tokens(
-        a.X.toarray(), a.var["ensembl_id"].tolist(), vocab, n_counts=a.obs["n_counts"].to_numpy()
+        a.X.toarray(),
+        a.var["ensembl_id"].tolist(),
+        GeneVocab.official(),
+        n_counts=a.obs["n_counts"].to_numpy(),
     )
-    for r, e in zip(ref, expected[:8], strict=True):
-        np.testing.assert_array_equal(r, e)
+    for i, r in enumerate(ref):
+        np.testing.assert_array_equal(r, tokens[offsets[i] : offsets[i + 1]])
 
 
 # --- property-based, against the NumPy reference ------------------------------------------------
