@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
 import time
-from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -15,123 +13,43 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .. import logging as logg
 from .._settings import settings
 from ..models import Collator
 from . import _checkpoint as ckpt
+from ._batches import ShardedBatches as ShardedBatches  # re-exported (tests import it from here)
+from ._batches import train_loader
 from ._config import TrainConfig
 from ._distributed import (
     DistInfo,
     all_gather_list,
     all_reduce_sum,
     barrier,
-    broadcast_object,
     full_model_state_dict,
     init_distributed,
     is_sharded,
-    load_optimizer_state_dict,
     optimizer_state_dict,
     parallelize,
 )
+from ._evaluation import validation_metrics
+from ._losses import batch_losses
+from ._metrics import (
+    METRICS_FILE,
+    TrainWindow,
+    append_metrics,
+    peak_flops,
+    plain,
+    start_metrics_file,
+)
 from ._model import attach_vocab
-from ._prompts import IGNORE_INDEX
-
-METRICS_FILE = "metrics.jsonl"
-# dense bf16 peak FLOP/s of one accelerator, by a substring of torch.cuda.get_device_name()
-_PEAK_BF16 = {
-    "H200": 989e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 70e12,
-    "L4": 121e12,
-}
+from ._optim import build_optimizer, clipped_grad_norm
+from ._run_state import load_resume_checkpoint, restore_run_state, write_on_main
 
 
 class NonFiniteLossError(FloatingPointError):
     """The loss or the gradient norm became NaN/inf."""
-
-
-class WarmupCosine:
-    """Learning-rate factor: linear warm-up, then cosine decay to ``min_ratio`` (picklable)."""
-
-    def __init__(self, warmup: int, total: int, min_ratio: float):
-        self.warmup, self.total, self.min_ratio = int(warmup), int(total), float(min_ratio)
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / (self.warmup + 1)
-        span = max(self.total - self.warmup, 1)
-        progress = min((step - self.warmup) / span, 1.0)
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-class ShardedBatches:
-    """Deterministic, resumable micro-batches of one rank.
-
-    The examples of all ranks form one stream of shuffled epochs (a new permutation per epoch,
-    from ``seed``); rank ``r`` takes stream positions ``r, r + world, …``. Micro-batch ``j`` of
-    every rank is therefore fixed by ``(seed, j)``, so a run resumes at any micro-batch.
-    """
-
-    def __init__(
-        self, n: int, batch_size: int, *, seed: int, rank: int = 0, world: int = 1, start: int = 0
-    ):
-        if n < 1:
-            raise ValueError("the training dataset is empty")
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world, self.start = rank, world, start
-        self._perms: dict[int, np.ndarray] = {}
-
-    def _perm(self, epoch: int) -> np.ndarray:
-        if epoch not in self._perms:
-            self._perms = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)}
-        return self._perms[epoch]
-
-    def batch(self, j: int) -> list[int]:
-        """Dataset indices of micro-batch ``j`` of this rank."""
-        pos = (j * self.batch_size + np.arange(self.batch_size)) * self.world + self.rank
-        out = []
-        for p in pos:
-            epoch, k = divmod(int(p), self.n)
-            out.append(int(self._perm(epoch)[k]))
-        return out
-
-    def __iter__(self) -> Iterator[list[int]]:
-        j = self.start
-        while True:
-            yield self.batch(j)
-            j += 1
-
-
-class _Indexed:
-    """Adds the dataset index to every example (to name a bad batch)."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        example = dict(self.dataset[i])
-        example["index"] = int(i)
-        return example
-
-
-class _IndexedCollate:
-    """Picklable collate function (DataLoader workers) that keeps dataset indices."""
-
-    def __init__(self, collator: Collator):
-        self.collator = collator
-
-    def __call__(self, examples):
-        batch = self.collator(examples)
-        batch["index"] = [e["index"] for e in examples]
-        return batch
 
 
 class Trainer:
@@ -246,20 +164,40 @@ class Trainer:
         self.accum = cfg.global_batch_size // (cfg.micro_batch_size * world)
         raw = self.model.to(info.device)
         self.raw_model = raw
-        mcfg = getattr(raw, "config", None)
+        self._mcfg = getattr(raw, "config", None)
         self.n_params = sum(p.numel() for p in raw.parameters())
+        resume_from, state = load_resume_checkpoint(raw, cfg, info)
+        model, bf16 = self._parallelize(raw, info)
+        self.optimizer, self.scheduler = build_optimizer(model, cfg)
+        micro_done = 0
+        if state is not None:
+            self.step, micro_done, self._elapsed = restore_run_state(
+                model, self.optimizer, self.scheduler, state, cfg, info
+            )
+            if info.is_main:
+                logg.info(f"resumed from {resume_from} at step {self.step}")
+        else:
+            self.step = 0
 
-        resume_from = None
+        self._peak = peak_flops(cfg.peak_flops, info.device, bf16)
+        self._metrics_path = Path(cfg.out_dir) / METRICS_FILE if cfg.out_dir else None
+        if info.is_main and self._metrics_path is not None:
+            start_metrics_file(self._metrics_path, resumed_at=None if state is None else self.step)
+        loader = train_loader(self.train_dataset, self.collator, cfg, info, start=micro_done)
         if info.is_main:
-            resume_from = ckpt.resolve_resume(cfg.resume, cfg.out_dir)
-        resume_from = broadcast_object(None if resume_from is None else str(resume_from), info)
-        state = None
-        if resume_from is not None:
-            loaded = type(raw).from_pretrained(resume_from, device="cpu")
-            raw.load_state_dict(loaded.state_dict())
-            del loaded
-            state = ckpt.load_trainer_state(resume_from)
+            strategy = cfg.distributed if info.initialized else "single process"
+            logg.info(
+                f"training {self.n_params:,} parameters for {cfg.steps} steps on {info.device} "
+                f"(world size {world}, {strategy}): "
+                f"{len(self.train_dataset)} training examples, global batch "
+                f"{cfg.global_batch_size} = "
+                f"{cfg.micro_batch_size} × {self.accum} accumulation × {world} ranks"
+            )
+        return self._loop(model, loader, micro_done, fresh=state is None)
 
+    def _parallelize(self, raw: nn.Module, info: DistInfo) -> tuple[nn.Module, bool]:
+        """Wrap, shard or compile ``raw`` per the config; choose autocast. Returns ``bf16`` too."""
+        cfg = self.config
         cuda = info.device.type == "cuda"
         bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
         self._wrapped = model = parallelize(
@@ -276,78 +214,7 @@ class Trainer:
             if bf16 and not (sharded and cuda)
             else None
         )
-        decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-        self.optimizer = optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": cfg.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=cfg.lr,
-            betas=cfg.betas,
-            eps=cfg.eps,
-        )
-        self.scheduler = scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, WarmupCosine(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
-        )
-        micro_done = 0
-        if state is not None:
-            load_optimizer_state_dict(model, optimizer, state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            # the schedule follows this config (e.g. more steps than the checkpointed run)
-            schedule = WarmupCosine(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
-            scheduler.lr_lambdas = [schedule] * len(optimizer.param_groups)
-            for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
-                group["lr"] = base * schedule(scheduler.last_epoch)
-            self.step = int(state["step"])
-            micro_done = int(state["micro_batches"])
-            self._elapsed = float(state.get("elapsed_s", 0.0))  # elapsed_s continues
-            rngs = state["rng"]
-            ckpt.set_rng_state(rngs[info.rank] if info.rank < len(rngs) else rngs[0])
-            if info.is_main:
-                logg.info(f"resumed from {resume_from} at step {self.step}")
-        else:
-            self.step = 0
-
-        self._mcfg = mcfg
-        self._peak = _peak_flops(cfg.peak_flops, info.device, bf16)
-        self._metrics_path = Path(cfg.out_dir) / METRICS_FILE if cfg.out_dir else None
-        if info.is_main and self._metrics_path is not None:
-            self._metrics_path.parent.mkdir(parents=True, exist_ok=True)
-            if state is None:
-                self._metrics_path.write_text("")
-            else:
-                _truncate_metrics(self._metrics_path, self.step)
-
-        sampler = ShardedBatches(
-            len(self.train_dataset),
-            cfg.micro_batch_size,
-            seed=cfg.seed,
-            rank=info.rank,
-            world=world,
-            start=micro_done,
-        )
-        loader = torch.utils.data.DataLoader(
-            _Indexed(self.train_dataset),
-            batch_sampler=sampler,
-            collate_fn=_IndexedCollate(self.collator),
-            num_workers=cfg.num_workers,
-            persistent_workers=cfg.num_workers > 0,
-            multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
-            # its own generator: each new iterator draws a seed from it, and drawing from the
-            # global one would leave a resumed run's RNG states off the uninterrupted run's
-            generator=torch.Generator().manual_seed(cfg.seed + info.rank),
-        )
-        if info.is_main:
-            strategy = cfg.distributed if info.initialized else "single process"
-            logg.info(
-                f"training {self.n_params:,} parameters for {cfg.steps} steps on {info.device} "
-                f"(world size {world}, {strategy}): "
-                f"{len(self.train_dataset)} training examples, global batch "
-                f"{cfg.global_batch_size} = "
-                f"{cfg.micro_batch_size} × {self.accum} accumulation × {world} ranks"
-            )
-        return self._loop(model, loader, micro_done, fresh=state is None)
+        return model, bf16
 
     # -- loop -----------------------------------------------------------------------------------
     def _loop(self, model: nn.Module, loader, micro_done: int, *, fresh: bool) -> pd.DataFrame:
@@ -364,8 +231,7 @@ class Trainer:
         it = iter(loader)  # start DataLoader workers before evaluation touches the token source
         if fresh and cfg.eval_at_start and self.eval_dataset is not None:
             self._record(self.evaluate())
-        window = {"loss": 0.0, "ce": 0.0, "time": 0.0, "n": 0, "tokens": 0, "skipped": 0}
-        t_window = time.perf_counter()
+        window = TrainWindow()
         t0 = time.perf_counter() - self._elapsed
         try:
             while self.step < cfg.steps:
@@ -373,40 +239,22 @@ class Trainer:
                 step_stats = self._train_step(model, it, micro_done)
                 micro_done += self.accum
                 self.step += 1
-                for k in ("loss", "ce", "time"):
-                    window[k] += step_stats[k]
-                window["n"] += 1
-                window["tokens"] += step_stats["tokens"]
-                window["skipped"] += step_stats["skipped"]
+                window.add(step_stats)
                 bar.update(1)
                 last = self.step == cfg.steps
                 if self.step % cfg.log_interval == 0 or last:
-                    elapsed = time.perf_counter() - t_window
-                    tokens = float(
-                        all_reduce_sum(
-                            torch.tensor([float(window["tokens"])], device=info.device), info
-                        )[0]
+                    row = window.row(
+                        step=self.step,
+                        lr=self.scheduler.get_last_lr()[0],
+                        grad_norm=step_stats["grad_norm"],
+                        n_params=self.n_params,
+                        peak_flops=self._peak,
+                        info=info,
+                        run_started=t0,
                     )
-                    tps = tokens / max(elapsed, 1e-9)
-                    n = max(window["n"], 1)
-                    row = {
-                        "kind": "train",
-                        "step": self.step,
-                        "loss": window["loss"] / n,
-                        "ce": window["ce"] / n,
-                        "time_loss": window["time"] / n,
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "grad_norm": step_stats["grad_norm"],
-                        "tokens_per_s": tps,
-                        "mfu": 6 * self.n_params * tps / (self._peak * info.world_size),
-                        "skipped_steps": window["skipped"],
-                        "elapsed_s": time.perf_counter() - t0,
-                    }
                     self._record(row)
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{tps:,.0f}")
-                    window = dict.fromkeys(window, 0)
-                    window["loss"] = window["ce"] = window["time"] = 0.0
-                    t_window = time.perf_counter()
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,.0f}")
+                    window.reset()
                 if self.eval_dataset is not None and (self.step % cfg.eval_interval == 0 or last):
                     row = self.evaluate()
                     row["elapsed_s"] = time.perf_counter() - t0
@@ -417,13 +265,13 @@ class Trainer:
                             f"step {self.step}: val loss {row['loss']:.4f}, "
                             f"time MAE {mae:.1f} months"
                         )
-                    t_window = time.perf_counter()
+                    window.restart_clock()
                 if cfg.out_dir and (
                     last or (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0)
                 ):
                     self._elapsed = time.perf_counter() - t0
                     self.save_checkpoint(micro_done)
-                    t_window = time.perf_counter()
+                    window.restart_clock()
         finally:
             bar.close()
         return pd.DataFrame(self.history)
@@ -472,12 +320,7 @@ class Trainer:
             totals["tokens"] += int(batch["n_tokens"])
         grad_norm = float("nan")
         if not skip:
-            params = [p for p in model.parameters() if p.grad is not None]
-            if cfg.grad_clip > 0:
-                norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            else:
-                norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-            grad_norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+            grad_norm = clipped_grad_norm(model, cfg.grad_clip)
             if not math.isfinite(grad_norm):
                 if cfg.on_nan == "raise":
                     raise NonFiniteLossError(
@@ -501,69 +344,20 @@ class Trainer:
             "grad_norm": grad_norm,
         }
 
-    # -- losses ---------------------------------------------------------------------------------
+    # -- losses and evaluation ------------------------------------------------------------------
     def _losses(
         self, model: nn.Module, batch: dict[str, Any], *, details: bool = False
     ) -> dict[str, Any]:
         """Forward one batch; CE on answers and the timelapse loss at ``<eoq>``."""
-        from ..models import predict_timelapse, timelapse_loss
-
-        dev = self.info.device
-        cfg = self.config
-        input_ids = batch["input_ids"].to(dev, non_blocking=True)
-        labels = batch["labels"].to(dev, non_blocking=True)
-        t = input_ids.shape[1]
-        # position p predicts labels[p + 1]
-        ce_pos = torch.zeros_like(labels, dtype=torch.bool)
-        ce_pos[:, :-1] = labels[:, 1:] != IGNORE_INDEX
-        time_rows = (batch["task"] == 0).nonzero()[:, 0]
-        eoq = batch["eoq_index"][time_rows].to(dev)
-        want = ce_pos.clone()
-        if len(eoq):
-            want[eoq[:, 0], eoq[:, 1]] = True
-        kwargs = {
-            "position_ids": batch["position_ids"].to(dev, non_blocking=True),
-            "attention_mask": batch["attention_mask"].to(dev, non_blocking=True),
-        }
-        if "seq_ids" in batch:
-            kwargs["seq_ids"] = batch["seq_ids"].to(dev, non_blocking=True)
-        logits = model(input_ids, logits_positions=want, **kwargs).logits  # (N, vocab), row-major
-        rank = torch.cumsum(want.flatten(), 0) - 1
-        zero = logits.sum() * 0.0  # keeps every rank's graph connected to the output layer
-        out: dict[str, Any] = {"n_ce": int(ce_pos.sum()), "n_time": len(eoq)}
-        if out["n_ce"]:
-            sel = rank[ce_pos.flatten()]
-            targets = labels[:, 1:][ce_pos[:, :-1]]
-            ce_sum = F.cross_entropy(logits[sel].float(), targets, reduction="sum")
-            ce = ce_sum / out["n_ce"]
-        else:
-            ce_sum = ce = zero
-        if out["n_time"]:
-            eoq_logits = logits[rank[eoq[:, 0] * t + eoq[:, 1]]]
-            target = batch["time_target"][time_rows].to(dev)
-            time_loss = timelapse_loss(eoq_logits, target, self._mcfg)
-            if details:
-                pred = predict_timelapse(eoq_logits.detach(), self._mcfg)[0]
-                out["abs_err"] = (pred - target).abs().float().cpu().tolist()
-        else:
-            time_loss = zero
-            if details:
-                out["abs_err"] = []
-        if all(int(v) == 2 for v in batch["task"].tolist()):  # stage 1
-            loss = ce + zero
-        else:
-            loss = cfg.ce_weight * ce + cfg.time_weight * time_loss + zero
-        out.update(
-            loss=loss,
-            ce=ce.detach(),
-            time=time_loss.detach(),
-            ce_sum=ce_sum.detach(),
-            time_sum=time_loss.detach() * out["n_time"],
+        return batch_losses(
+            model,
+            batch,
+            device=self.info.device,
+            model_config=self._mcfg,
+            config=self.config,
+            details=details,
         )
-        return out
 
-    # -- evaluation -----------------------------------------------------------------------------
-    @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
         """Validation loss, CE, timelapse loss and timelapse errors (months) on ``eval_dataset``.
 
@@ -571,54 +365,16 @@ class Trainer:
         """
         if not hasattr(self, "_wrapped") or self.eval_dataset is None:
             raise RuntimeError("evaluate() runs during or after fit(), on an eval_dataset")
-        cfg, info = self.config, self.info or DistInfo()
-        model = self._wrapped
-        model.eval()
-        n = len(self.eval_dataset)
-        per_rank = -(-n // info.world_size)
-        n_batches = -(-per_rank // cfg.micro_batch_size)
-        if cfg.eval_batches is not None:
-            n_batches = min(n_batches, cfg.eval_batches)
-        mine = list(range(info.rank, n, info.world_size))
-        sums = torch.zeros(4, dtype=torch.float64)  # ce_sum, n_ce, time_sum, n_time
-        errors: list[float] = []
-        for j in range(n_batches):
-            idx = mine[j * cfg.micro_batch_size : (j + 1) * cfg.micro_batch_size]
-            examples = [self.eval_dataset[i] for i in idx]
-            if not examples:  # keep the ranks in step (FSDP2): a dummy batch that counts nothing
-                dummy = dict(self.eval_dataset[0])
-                dummy["labels"] = np.full_like(dummy["labels"], IGNORE_INDEX)
-                dummy["task"] = -1
-                examples = [dummy]
-            batch = self.collator(examples)
-            with self._autocast or nullcontext():
-                out = self._losses(model, batch, details=True)
-            sums += torch.tensor(
-                [float(out["ce_sum"]), out["n_ce"], float(out["time_sum"]), out["n_time"]],
-                dtype=torch.float64,
-            )
-            errors += out["abs_err"]
-        sums = all_reduce_sum(sums.to(info.device), info).cpu()
-        errors = all_gather_list(errors, info)
-        ce_sum, n_ce, time_sum, n_time = sums.tolist()
-        ce = ce_sum / n_ce if n_ce else float("nan")
-        tl = time_sum / n_time if n_time else float("nan")
-        if n_time and n_ce:
-            loss = cfg.ce_weight * ce + cfg.time_weight * tl
-        else:
-            loss = ce if n_ce else tl
-        model.train()
-        return {
-            "kind": "eval",
-            "step": self.step,
-            "loss": loss,
-            "ce": ce,
-            "time_loss": tl,
-            "mae_months": float(np.mean(errors)) if errors else float("nan"),
-            "median_ae_months": float(np.median(errors)) if errors else float("nan"),
-            "n_time_prompts": int(n_time),
-            "n_answer_tokens": int(n_ce),
-        }
+        metrics = validation_metrics(
+            self._wrapped,
+            self.eval_dataset,
+            collator=self.collator,
+            losses=self._losses,
+            config=self.config,
+            info=self.info or DistInfo(),
+            autocast=self._autocast,
+        )
+        return {"kind": "eval", "step": self.step, **metrics}
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save_checkpoint(self, micro_done: int | None = None) -> Path | None:
@@ -633,9 +389,8 @@ class Trainer:
         rngs = (
             all_gather_list([ckpt.rng_state()], info) if info.world_size > 1 else [ckpt.rng_state()]
         )
-        path = None
-        error = None
-        if info.is_main:
+
+        def write() -> Path:
             state = {
                 "step": self.step,
                 "micro_batches": micro_done if micro_done is not None else self.step * self.accum,
@@ -644,24 +399,17 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "rng": rngs,
                 "world_size": info.world_size,
-                "config": _plain(self.config.to_dict()),
+                "config": plain(self.config.to_dict()),
             }
-            try:
-                path = ckpt.save_checkpoint(
-                    cfg.out_dir,
-                    self.step,
-                    write_model=lambda p: self._write_model(p, full),
-                    trainer_state=state,
-                    keep_last=cfg.keep_last,
-                )
-            except BaseException as e:  # tell the other ranks before failing
-                error = e
-        failed = broadcast_object(None if error is None else repr(error), info)
-        if error is not None:
-            raise error
-        if failed is not None:
-            raise OSError(f"rank 0 failed to write the checkpoint: {failed}")
-        return path
+            return ckpt.save_checkpoint(
+                cfg.out_dir,
+                self.step,
+                write_model=lambda p: self._write_model(p, full),
+                trainer_state=state,
+                keep_last=cfg.keep_last,
+            )
+
+        return write_on_main(write, info)
 
     def _write_model(self, path: Path, full_state: dict[str, torch.Tensor] | None) -> None:
         raw = self.raw_model
@@ -675,8 +423,7 @@ class Trainer:
     def _record(self, row: dict[str, Any]) -> None:
         self.history.append(row)
         if self.info.is_main and self._metrics_path is not None:
-            with self._metrics_path.open("a") as f:
-                f.write(json.dumps(_plain(row)) + "\n")
+            append_metrics(self._metrics_path, row)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -690,45 +437,7 @@ def _grad_sync(model: nn.Module, *, enabled: bool):
 
 
 def _seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's global and torch's random number generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 (legacy global state some libraries use)
     torch.manual_seed(seed)
-
-
-def _peak_flops(peak: float | None, device: torch.device, bf16: bool) -> float:
-    if peak is not None:
-        return float(peak)
-    if device.type == "cuda" and bf16:
-        name = torch.cuda.get_device_name(device)
-        for key, value in _PEAK_BF16.items():
-            if key in name:
-                return value
-    return float("nan")
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows logged after ``step`` (by a run that was killed after its last checkpoint)."""
-    if not path.is_file():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                keep.append(line)
-        except json.JSONDecodeError:
-            continue
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(k + "\n" for k in keep))
-    os.replace(tmp, path)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    return value
