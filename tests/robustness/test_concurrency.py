@@ -123,7 +123,7 @@ def datasets(tmp_path_factory):
         )  # fmt: skip
         obs = store.obs.set_index("obs_name")
         obs.index.name = None
-        prompts = mt.pp.trajectories(ad.AnnData(obs=obs), group_by="cell_type", n_prompts=64)
+        prompts = mt.pp.trajectories(ad.AnnData(obs=obs), groupby="cell_type", n_prompts=64)
         # the parent has run the parallel kernels: forked workers inherit a started thread pool
         tokens = _tokens(adatas[0], vocab)
     finally:
@@ -203,7 +203,7 @@ SCRIPT_HEAD = textwrap.dedent(
     f"""
     import os, sys, json
     import numpy as np
-    sys.path.insert(0, {str(TESTS)!r})
+    sys.path[:0] = [{str(Path(__file__).resolve().parent)!r}, {str(TESTS)!r}]
     import maxtoki as mt
     from test_concurrency import _adata, _tokens, _vocab
     mt.settings.verbosity = 0

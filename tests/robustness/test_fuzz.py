@@ -272,7 +272,7 @@ def trajectory_cases(draw):
     k_min = draw(st.integers(1, 3))
     return dict(
         obs=obs,
-        group_by=draw(
+        groupby=draw(
             st.sampled_from([None, "cell_type", ("cell_type", "sex"), "donor", ("donor", "sex")])
         ),
         n_context=draw(st.sampled_from([k_min, (k_min, draw(st.integers(k_min, 3)))])),
@@ -292,10 +292,10 @@ def trajectory_cases(draw):
     )
 
 
-def _groups(obs: pd.DataFrame, group_by) -> pd.Series:
-    if group_by is None:
+def _groups(obs: pd.DataFrame, groupby) -> pd.Series:
+    if groupby is None:
         return pd.Series("all", index=obs.index)
-    cols = [group_by] if isinstance(group_by, str) else list(group_by)
+    cols = [groupby] if isinstance(groupby, str) else list(groupby)
     return obs[cols].astype(str).agg("|".join, axis=1)
 
 
@@ -305,7 +305,7 @@ def _check_table(df: pd.DataFrame, case: dict) -> None:
         (case["n_context"],) * 2 if isinstance(case["n_context"], int) else case["n_context"]
     )
     tasks = {case["task"]} if isinstance(case["task"], str) else set(case["task"])
-    groups = _groups(obs, case["group_by"])
+    groups = _groups(obs, case["groupby"])
     times = obs["age_months"]
     held = np.zeros(len(obs), bool)
     if isinstance(case["holdout"], np.ndarray):
@@ -382,7 +382,7 @@ def test_prompts_are_well_formed_or_refused(case):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             df = mt.pp.trajectories(
-                adata, time_key="age_months", group_by=case["group_by"],
+                adata, time_key="age_months", groupby=case["groupby"],
                 n_context=case["n_context"], n_prompts=case["n_prompts"], task=case["task"],
                 task_mix=case["task_mix"], holdout=case["holdout"], rng=case["seed"],
                 time_range=case["time_range"],
