@@ -38,7 +38,7 @@ def test_time_between_cells_learns_on_heldout_cell_type(atlas):
         task="TimeBetweenCells",
         holdout={"cell_type": held},
         n_prompts=1200,
-        rng=0,
+        random_state=0,
     )
     snapshot = adata.copy()
     model, history = mt.tl.train(
@@ -126,10 +126,10 @@ def test_stage1_next_gene(atlas):
 
 def test_tl_train_errors(atlas):
     adata, vocab = atlas
-    with pytest.raises(ValueError, match=r"run `mt\.pp\.tokenize` first"):
+    with pytest.raises(ValueError, match=r"run `mt\.pp\.tokenize\(adata\)` first"):
         mt.tl.train(_untokenized(adata), vocab=vocab, steps=1)
     other = mt.pp.GeneVocab.from_genes({"ENSG_X": 1.0})
-    with pytest.raises(ValueError, match=r"re-run mt\.pp\.tokenize"):
+    with pytest.raises(ValueError, match=r"re-run `mt\.pp\.tokenize`"):
         mt.tl.train(adata, vocab=other, steps=1)
     with pytest.raises(ValueError, match="unknown training config keys"):
         mt.tl.train(adata, vocab=vocab, steps=1, config={"learning_rate": 1})
