@@ -197,7 +197,7 @@ def kernel_rates(path: Path, vocab, n_ours: int, n_numpy: int) -> tuple[float, f
     import anndata as ad
 
     import maxtoki as mt
-    from maxtoki.pp._tokenize import _numba_threads, encode_chunk, prepare, read_rows
+    from maxtoki.pp._chunks import encode_chunk, numba_threads, prepare, read_rows
 
     a = ad.read_h5ad(path, backed="r")
     plan = prepare(a, vocab, max_len=4096, layer=None, gene_id_key=None)
@@ -208,7 +208,7 @@ def kernel_rates(path: Path, vocab, n_ours: int, n_numpy: int) -> tuple[float, f
     chunk = read_rows(X, 0, n)
     old = mt.settings.verbosity
     mt.settings.verbosity = 0
-    with _numba_threads():
+    with numba_threads():
         encode_chunk(read_rows(X, 0, 300), plan, n_counts[:300], row0=0, warned=[True])  # warm
         best, best_cpu = np.inf, np.inf
         for _ in range(3):

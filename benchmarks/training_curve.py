@@ -71,7 +71,7 @@ def run(quick: bool = False) -> list[dict]:
         task="TimeBetweenCells",
         holdout={"cell_type": held},
         n_prompts=s["steps"] * s["batch"],
-        rng=0,
+        random_state=0,
     )
     train, ev = prompts[prompts.split == "train"], prompts[prompts.split == "eval"]
     naive = float(np.median(np.abs(ev["dt_query"] - train["dt_query"].median())))
@@ -84,7 +84,7 @@ def run(quick: bool = False) -> list[dict]:
         steps=s["steps"],
         max_genes_per_cell=s["genes"],
         model_overrides=s["model"],
-        rng=0,
+        random_state=0,
         quiet=True,
         config={
             "global_batch_size": s["batch"],

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         task=("TimeBetweenCells", "NextCell"),
         holdout={"cell_type": held} if held else None,
         n_prompts=s["steps"] * s["batch"],
-        rng=0,
+        random_state=0,
     )
     step(f"atlas {adata.shape}, {len(prompts)} prompts; training")
     with tempfile.TemporaryDirectory() as run_dir:
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     mt.tl.predict_time(adata, model=model, vocab=vocab, n_contexts=3, max_genes=s["genes"])
     mt.tl.age_acceleration(adata, stratify_by="cell_type", n_boot=1000)
     step("attention")
-    mt.tl.attention(adata, model, vocab=vocab, n_cells=300, max_genes=s["genes"])
+    mt.tl.attention(adata, model=model, vocab=vocab, n_cells=300, max_genes=s["genes"])
     step("generating")
     generated = mt.tl.generate(
         control, model=model, vocab=vocab, n_cells=s["n_generate"], timelapse=120,

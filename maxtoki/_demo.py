@@ -111,7 +111,7 @@ def run_demo(
         model_overrides=cfg["model"],
         config={"task_mix": cfg["task_mix"]},  # share of TimeBetweenCells prompts
         device=device,
-        rng=seed,
+        random_state=seed,
     )
     history.to_csv(out / "training_history.csv", index=False)
     lap("train")
@@ -123,9 +123,9 @@ def run_demo(
         timelapse=120,
         n_cells=cfg["n_generated"],
         max_genes=MAX_GENES,
-        reference=adata[train].copy(),
+        expression_from=adata[train].copy(),
         device=device,
-        rng=seed,
+        random_state=seed,
     )
     lap("generate")
 
@@ -140,7 +140,7 @@ def run_demo(
         n_contexts=cfg["n_contexts"],
         generated=generated,
         device=device,
-        rng=seed,
+        random_state=seed,
     )
     table.to_csv(out / "evaluation.csv", index=False)
     lap("evaluate")
@@ -154,7 +154,7 @@ def run_demo(
         context=adata[train].copy(),
         n_contexts=cfg["n_contexts"],
         device=device,
-        rng=seed,
+        random_state=seed,
     )
     mt.tl.age_acceleration(
         adults, groupby="condition", reference="control", stratify_by="cell_type"
