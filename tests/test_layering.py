@@ -106,3 +106,33 @@ def test_the_size_check_catches_what_it_claims():
     long = "def g():\n" + "    x = 1\n" * MAX_FUNCTION_LINES
     assert long_functions(PACKAGE / "pl" / "_probe.py", short) == []
     assert long_functions(PACKAGE / "pl" / "_probe.py", long) == ["maxtoki.pl._probe:1 g (151)"]
+
+
+def test_predict_time_crosses_three_packages():
+    """One ``predict_time`` call runs code of at most three subpackages (tl, pp, models)."""
+    import sys
+
+    import maxtoki as mt
+
+    adata = mt.datasets.aging_atlas(n_donors=16, n_cells_per_donor=6, n_genes=200, seed=0)
+    vocab = mt.pp.GeneVocab.from_genes(mt.pp.gene_medians(adata))
+    mt.pp.tokenize(adata, vocab=vocab)
+    config = mt.models.MaxTokiConfig.preset("tiny", **vocab.model_config_fields())
+    model = mt.models.MaxToki(config, vocab=vocab)
+    kw = {"model": model, "reference_key": None, "donor_key": None, "max_genes": 8, "device": "cpu"}
+    mt.tl.predict_time(adata, n_contexts=1, **kw)  # warm up
+    seen: set[str] = set()
+
+    def profile(frame, event, arg):
+        if event == "call":
+            seen.add(frame.f_code.co_filename)
+
+    sys.setprofile(profile)
+    try:
+        mt.tl.predict_time(adata, n_contexts=2, **kw)
+    finally:
+        sys.setprofile(None)
+    root = str(PACKAGE)
+    parts = {Path(f).relative_to(root).parts for f in seen if f.startswith(root)}
+    packages = sorted({p[0] for p in parts if len(p) > 1})
+    assert packages == ["models", "pp", "tl"], packages

@@ -33,7 +33,7 @@ def generated_vs_real(
     n_real: int | None = 3000,
     n_comps: int = 30,
     size: float | None = None,
-    rng: int = 0,
+    random_state: int = 0,
     mod: str = "rna",
     ax: Axes | None = None,
     show: bool | None = None,
@@ -75,7 +75,7 @@ def generated_vs_real(
         Principal components.
     size
         Marker size; default from the number of cells.
-    rng
+    random_state
         Seed of the subset, PCA and UMAP.
     {mod}
     ax
@@ -98,9 +98,9 @@ def generated_vs_real(
     n_real = positive_int("n_real", n_real, optional=True)
     n_comps = positive_int("n_comps", n_comps)
     common = _common_genes(real, generated, color)
-    both = _stack(real, generated, common, color, representation, n_real, rng)
+    both = _stack(real, generated, common, color, representation, n_real, random_state)
     is_gen = both.obs["origin"].to_numpy() == "generated"
-    xy, labels, basis, mixing, expected = _embed(both, is_gen, basis, n_comps, rng)
+    xy, labels, basis, mixing, expected = _embed(both, is_gen, basis, n_comps, random_state)
 
     ax = new_axes(ax, figsize=(5.8, 4.6))
     s = size if size is not None else float(np.clip(3000 / both.n_obs, 4, 40))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 def predicted_age(
     adata: AnnData,
     *,
-    age_key: str = "age_months",
+    time_key: str = "age_months",
     predicted_key: str = "maxtoki_age",
     color: str | None = None,
     groupby: str | None = None,
@@ -43,9 +43,9 @@ def predicted_age(
     Parameters
     ----------
     adata
-        AnnData (or MuData) with ``obs[age_key]`` and ``obs[predicted_key]``, e.g. after
+        AnnData (or MuData) with ``obs[time_key]`` and ``obs[predicted_key]``, e.g. after
         :func:`maxtoki.tl.predict_time`.
-    age_key, predicted_key
+    time_key, predicted_key
         Columns of chronological and predicted age, in months.
     color
         An ``obs`` column to colour the cells by. A categorical column gets one legend entry
@@ -72,8 +72,8 @@ def predicted_age(
     error and Pearson's r of the cells drawn.
     """
     adata, _ = resolve_modality(adata, mod)
-    fix = "run `mt.tl.predict_time` first or pass the right `age_key`/`predicted_key`"
-    require_columns(adata.obs, [age_key, predicted_key], "adata.obs", fix)
+    fix = "run `mt.tl.predict_time` first or pass the right `time_key`/`predicted_key`"
+    require_columns(adata.obs, [time_key, predicted_key], "adata.obs", fix)
     for name, col in (("color", color), ("groupby", groupby)):
         if col is not None:
             require_columns(
@@ -82,12 +82,12 @@ def predicted_age(
     if groupby is not None and ax is not None:
         raise ValueError("`groupby` draws one panel per group in a new figure; do not pass `ax`")
     scale = unit_scale(unit)
-    true = adata.obs[age_key].to_numpy(dtype=float) / scale
+    true = adata.obs[time_key].to_numpy(dtype=float) / scale
     pred = adata.obs[predicted_key].to_numpy(dtype=float) / scale
     ok = np.isfinite(true) & np.isfinite(pred)
     if not ok.any():
         raise ValueError(
-            f"no cell has both a finite {age_key!r} and {predicted_key!r}; "
+            f"no cell has both a finite {time_key!r} and {predicted_key!r}; "
             "run `mt.tl.predict_time` first"
         )
     lo, hi = min(true[ok].min(), pred[ok].min()), max(true[ok].max(), pred[ok].max())

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .._anndata import resolve_modality
-from .._keys import read_tokens
+from .._keys import read_tokens, token_keys
 from ._baselines import METRIC_COLUMNS
 from ._expression import rank_expression_map, reconstruct_expression
 from ._utils import raw_counts, tokenize_like, vocab_columns
@@ -29,7 +29,10 @@ def generated_check(
     from sklearn.model_selection import cross_val_score, train_test_split
 
     gdata, _ = resolve_modality(generated, mod)
-    g_tokens = read_tokens(gdata, tokens_key, vocab).matrix
+    # generated cells keep the tokens mt.tl.generate wrote, whatever the real cells' key
+    own = token_keys(gdata)
+    g_key = tokens_key if tokens_key in gdata.obsm or len(own) != 1 else own[0]
+    g_tokens = read_tokens(gdata, g_key, vocab).matrix
     cols = vocab_columns(adata, vocab, tokens_key)
     if max_genes is None:
         max_genes = int((g_tokens != 0).sum(1).max()) - 2
