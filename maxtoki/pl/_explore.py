@@ -87,8 +87,8 @@ def explore(
     temperature
         Sampling temperature of **Generate cell**.
     {device}
-    random_state
-        Seed of the generation.
+    {random_state}
+        It seeds **Generate cell**.
     {tokens_key}
     {mod}
 

@@ -75,8 +75,8 @@ def generated_vs_real(
         Principal components.
     size
         Marker size; default from the number of cells.
-    random_state
-        Seed of the subset, PCA and UMAP.
+    {random_state}
+        It seeds the subset, PCA and UMAP.
     {mod}
     ax
         Axes to draw into; a new figure otherwise.

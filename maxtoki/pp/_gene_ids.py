@@ -12,6 +12,7 @@ import pandas as pd
 
 from .. import logging as logg
 from .._anndata import resolve_modality
+from .._docs import inject_docs
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -24,6 +25,7 @@ DEFAULT_GENE_ID_KEY = "ensembl_id"
 _SYMBOL_HINT = "pass gene_id_key= or run mt.pp.map_gene_ids first"
 
 
+@inject_docs
 def map_gene_ids(
     adata: Any,
     mapping: Mapping[str, str] | pd.Series | pd.DataFrame,
@@ -53,8 +55,7 @@ def map_gene_ids(
         Column of ``var`` holding the names; ``None`` uses ``var_names``.
     key_added
         Column of ``var`` to write the IDs to.
-    mod
-        Modality to use when ``adata`` is a MuData.
+    {mod}
     copy
         Return a modified copy instead of writing in place.
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .. import logging as logg
 from .._anndata import resolve_modality
+from .._docs import inject_docs
 from ._chunks import (
     DEFAULT_CHUNK_SIZE,
     Chunk,
@@ -32,8 +33,9 @@ if TYPE_CHECKING:
 HIST_RANGE = (-3.0, 5.0)
 
 
+@inject_docs
 def gene_medians(
-    data: Any,
+    adata: Any,
     *,
     gene_id_key: str | None = None,
     layer: str | None = None,
@@ -65,7 +67,7 @@ def gene_medians(
 
     Parameters
     ----------
-    data
+    adata
         AnnData or MuData (see ``mod``), a path to an ``.h5ad`` file, or a list of paths or
         AnnData objects; medians are pooled over all cells.
     gene_id_key
@@ -81,8 +83,7 @@ def gene_medians(
         Number of log-spaced bins for ``method="histogram"``.
     chunk_size
         Cells per chunk.
-    mod
-        Modality to use for MuData.
+    {mod}
 
     Returns
     -------
@@ -95,7 +96,7 @@ def gene_medians(
         raise ValueError(f"n_bins must be an integer ≥ 2, got {n_bins!r}")
     if not is_int(chunk_size) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    items = list(data) if isinstance(data, (list, tuple)) else [data]
+    items = list(adata) if isinstance(adata, (list, tuple)) else [adata]
     if not items:
         raise ValueError("no data given; pass an AnnData, an .h5ad path, or a list of them")
     start = logg.info(f"computing gene medians ({method}) over {len(items)} source(s)")

@@ -84,8 +84,8 @@ def train(
     out_dir
         Folder for checkpoints and ``metrics.jsonl`` (``None``: nothing is written).
     {device}
-    random_state
-        Seed of the prompts, the model init and the data order.
+    {random_state}
+        It seeds the prompts, the model's initialisation and the data order.
     quiet
         No progress bar.
     {tokens_key}
