@@ -355,7 +355,7 @@ class MaxToki(nn.Module):
         top_k: int | None = None,
         top_p: float | None = None,
         greedy: bool = False,
-        rng: torch.Generator | int | None = None,
+        random_state: torch.Generator | int | None = None,
         use_cache: bool = True,
     ) -> list[torch.Tensor]:
         """Generate one cell per prompt, stopping at ``<eos>``.
@@ -381,8 +381,8 @@ class MaxToki(nn.Module):
         top_p
             Nucleus sampling: among the most likely tokens whose probability adds up to ``top_p``.
         greedy
-            Take the most likely token (ignores temperature, top-k, top-p and ``rng``).
-        rng
+            Take the most likely token (ignores temperature, top-k, top-p and ``random_state``).
+        random_state
             A :class:`torch.Generator` or a seed, for reproducible sampling.
         use_cache
             ``False`` recomputes the whole prompt at every step (slow; for tests and benchmarks).
@@ -399,7 +399,7 @@ class MaxToki(nn.Module):
             top_k=top_k,
             top_p=top_p,
             greedy=greedy,
-            rng=rng,
+            random_state=random_state,
             use_cache=use_cache,
         )
 
@@ -483,7 +483,7 @@ class MaxToki(nn.Module):
         new_vocab_size: int,
         *,
         time_token_init: Literal["smooth", "mean"] = "smooth",
-        rng: torch.Generator | int | None = None,
+        random_state: torch.Generator | int | None = None,
     ) -> None:
         """Add rows to ``embed_tokens`` and ``lm_head`` (in place); old rows are kept.
 
@@ -499,11 +499,11 @@ class MaxToki(nn.Module):
             The new vocabulary size (>= the current one).
         time_token_init
             ``"smooth"`` or ``"mean"`` for new time-token rows.
-        rng
+        random_state
             A :class:`torch.Generator` or a seed.
         """
         _resize.resize_token_embeddings(
-            self, new_vocab_size, time_token_init=time_token_init, rng=rng
+            self, new_vocab_size, time_token_init=time_token_init, random_state=random_state
         )
 
     # -- checkpoints ----------------------------------------------------------------------------

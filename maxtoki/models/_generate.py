@@ -22,7 +22,7 @@ def generate(
     top_k: int | None = None,
     top_p: float | None = None,
     greedy: bool = False,
-    rng: torch.Generator | int | None = None,
+    random_state: torch.Generator | int | None = None,
     use_cache: bool = True,
 ) -> list[torch.Tensor]:
     """Generate one cell per prompt (see :meth:`MaxToki.generate`)."""
@@ -56,7 +56,7 @@ def generate(
         open_genes = _open_cell_genes(p, bos, eos, non_gene)
         seen[row, open_genes] = True
     n_genes = seen.sum(1)
-    generator = _generator(rng, device)
+    generator = _generator(random_state, device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     n_out = torch.zeros(batch, dtype=torch.long, device=device)
     fill = eos if eos is not None else pad
@@ -180,11 +180,12 @@ def _check_sampling(max_new_tokens, temperature, top_k, top_p) -> None:
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}.")
 
 
-def _generator(rng, device: torch.device) -> torch.Generator | None:
-    if rng is None or isinstance(rng, torch.Generator):
-        return rng
-    if isinstance(rng, int) and not isinstance(rng, bool):
-        return torch.Generator(device=device).manual_seed(rng)
+def _generator(random_state, device: torch.device) -> torch.Generator | None:
+    if random_state is None or isinstance(random_state, torch.Generator):
+        return random_state
+    if isinstance(random_state, int) and not isinstance(random_state, bool):
+        return torch.Generator(device=device).manual_seed(random_state)
     raise TypeError(
-        f"rng must be a torch.Generator, an int seed or None, got {type(rng).__name__}."
+        "random_state must be a torch.Generator, an int seed or None, got "
+        f"{type(random_state).__name__}."
     )

@@ -21,7 +21,7 @@ def resize_token_embeddings(
     new_vocab_size: int,
     *,
     time_token_init: Literal["smooth", "mean"] = "smooth",
-    rng: torch.Generator | int | None = None,
+    random_state: torch.Generator | int | None = None,
 ) -> None:
     """Grow the vocabulary in place (see :meth:`MaxToki.resize_token_embeddings`)."""
     config = model.config
@@ -53,7 +53,7 @@ def resize_token_embeddings(
             f"<boq>={old + config.n_time_tokens}, <eoq>={old + config.n_time_tokens + 1}"
         )
     new_config = dataclasses.replace(config, **changes)
-    generator = _generator(rng, torch.device("cpu"))
+    generator = _generator(random_state, torch.device("cpu"))
 
     old_embed = model.model.embed_tokens
     embed = nn.Embedding(new_vocab_size, config.hidden_size, old_embed.padding_idx)
@@ -80,7 +80,7 @@ def resize_token_embeddings(
         and time_token_init == "smooth"
         and new_config.time_token_start_id >= old
     ):
-        init_time_token_embeddings(model, rng=generator)
+        init_time_token_embeddings(model, random_state=generator)
 
 
 def _carry_vocab(model: MaxToki, vocab, *, temporal: bool) -> None:

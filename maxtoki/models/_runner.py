@@ -127,7 +127,7 @@ class BatchRunner:
                     temperature=temperature,
                     top_k=top_k,
                     top_p=top_p,
-                    rng=int(gen.integers(2**31 - 1)),
+                    random_state=int(gen.integers(2**31 - 1)),
                 )
                 for j, genes in enumerate(new):
                     genes = genes.cpu().numpy().astype(np.int64)

@@ -106,7 +106,7 @@ def init_time_token_embeddings(
     *,
     n_anchors: int | None = None,
     include_lm_head: bool = True,
-    rng: torch.Generator | int | None = None,
+    random_state: torch.Generator | int | None = None,
 ) -> None:
     """Initialise the time-token rows as a smooth curve in their month value (in place).
 
@@ -124,7 +124,7 @@ def init_time_token_embeddings(
         at most 16 (about 16 years apart in the official 3,000-month range).
     include_lm_head
         Also initialise the output rows of ``lm_head`` (so the initial time logits are smooth).
-    rng
+    random_state
         A :class:`torch.Generator` or a seed.
     """
     config = model.config
@@ -136,7 +136,7 @@ def init_time_token_embeddings(
     weights = [model.model.embed_tokens.weight]
     if include_lm_head and not config.tie_word_embeddings:
         weights.append(model.lm_head.weight)
-    generator = _generator(rng, torch.device("cpu"))
+    generator = _generator(random_state, torch.device("cpu"))
     for weight in weights:
         others = torch.ones(weight.shape[0], dtype=torch.bool)
         others[times.start : times.stop] = False

@@ -92,4 +92,4 @@ def attach_vocab(model, vocab) -> None:
 def _smooth_time_tokens(model, seed: int) -> None:
     from ..models import init_time_token_embeddings
 
-    init_time_token_embeddings(model, rng=seed)
+    init_time_token_embeddings(model, random_state=seed)

@@ -75,7 +75,7 @@ def test_generated_cells_are_valid():
     model = _model(seed=3)
     _eos_bias(model, -3.0)  # make <eos> rare so cells run long and masking is exercised
     prompts = [_prompt(s) for s in range(4)]
-    for cell in model.generate(prompts, max_new_tokens=60, temperature=1.5, rng=0):
+    for cell in model.generate(prompts, max_new_tokens=60, temperature=1.5, random_state=0):
         genes = cell[:-1] if cell[-1] == 3 else cell
         assert len(genes) >= 1
         assert len(set(genes.tolist())) == len(genes), "a gene was repeated"
@@ -96,16 +96,18 @@ def test_eos_needs_a_gene_and_genes_run_out():
 def test_prompt_with_open_cell_continues_without_repeats():
     model = _model()
     prompt = torch.cat([_prompt()[:-1], torch.tensor([61, 2, 10, 11, 12])])  # <eoq> <bos> 10 11 12
-    for cell in model.generate([prompt] * 3, max_new_tokens=40, rng=1):
+    for cell in model.generate([prompt] * 3, max_new_tokens=40, random_state=1):
         assert not {10, 11, 12} & set(cell.tolist())
 
 
 def test_rng_reproducibility():
     model = _model()
     prompts = [_prompt(0), _prompt(3)]
-    a = model.generate(prompts, max_new_tokens=20, rng=123, top_k=10)
-    b = model.generate(prompts, max_new_tokens=20, rng=torch.Generator().manual_seed(123), top_k=10)
-    c = model.generate(prompts, max_new_tokens=20, rng=124, top_k=10)
+    a = model.generate(prompts, max_new_tokens=20, random_state=123, top_k=10)
+    b = model.generate(
+        prompts, max_new_tokens=20, random_state=torch.Generator().manual_seed(123), top_k=10
+    )
+    c = model.generate(prompts, max_new_tokens=20, random_state=124, top_k=10)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert any(not torch.equal(x, y) for x, y in zip(a, c, strict=True))
 
@@ -113,8 +115,12 @@ def test_rng_reproducibility():
 def test_top_k_one_and_tiny_top_p_are_greedy():
     model = _model()
     greedy = model.generate([_prompt()], max_new_tokens=15, greedy=True)[0]
-    assert torch.equal(model.generate([_prompt()], max_new_tokens=15, top_k=1, rng=0)[0], greedy)
-    assert torch.equal(model.generate([_prompt()], max_new_tokens=15, top_p=1e-6, rng=5)[0], greedy)
+    assert torch.equal(
+        model.generate([_prompt()], max_new_tokens=15, top_k=1, random_state=0)[0], greedy
+    )
+    assert torch.equal(
+        model.generate([_prompt()], max_new_tokens=15, top_p=1e-6, random_state=5)[0], greedy
+    )
 
 
 @pytest.mark.parametrize(

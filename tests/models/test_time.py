@@ -102,7 +102,7 @@ def test_resize_to_temporal_vocabulary():
     model = MaxToki(config)
     old_embed = model.model.embed_tokens.weight.detach().clone()
     old_head = model.lm_head.weight.detach().clone()
-    model.resize_token_embeddings(62, rng=0)
+    model.resize_token_embeddings(62, random_state=0)
     c = model.config
     assert (c.vocab_size, c.time_token_start_id, c.boq_token_id, c.eoq_token_id) == (62, 40, 60, 61)
     embed, head = model.model.embed_tokens.weight, model.lm_head.weight
@@ -135,10 +135,10 @@ def test_resize_mean_init_and_init_helper():
             n_time_tokens=20,
         )
     )
-    model.resize_token_embeddings(62, time_token_init="mean", rng=0)
+    model.resize_token_embeddings(62, time_token_init="mean", random_state=0)
     times = model.model.embed_tokens.weight[40:60].detach()
     assert (times - times.mean(0)).abs().max() < 0.01
-    init_time_token_embeddings(model, n_anchors=4, rng=1)
+    init_time_token_embeddings(model, n_anchors=4, random_state=1)
     head_times = model.lm_head.weight[40:60].detach()
     assert (head_times[1:] - head_times[:-1]).norm(dim=1).max() < (
         head_times[0] - head_times[-1]

@@ -81,7 +81,7 @@ def test_a_mismatching_vocabulary_file_is_refused_on_load(tmp_path):
 
 def test_resize_to_the_temporal_layout_extends_the_vocabulary(capsys):
     model = _model(STAGE1, n_time_tokens=20, time_min_months=-10)
-    model.resize_token_embeddings(len(STAGE1) + 22, rng=0)
+    model.resize_token_embeddings(len(STAGE1) + 22, random_state=0)
     assert model.config.time_token_start_id == len(STAGE1)
     assert model.vocab.hash == TEMPORAL.hash
     assert model.vocab.time_token_id(-10) == model.config.time_token_id(-10)
@@ -89,11 +89,11 @@ def test_resize_to_the_temporal_layout_extends_the_vocabulary(capsys):
 
 def test_any_other_resize_drops_the_vocabulary(capsys):
     model = _model(TEMPORAL)
-    model.resize_token_embeddings(len(TEMPORAL) + 3, rng=0)
+    model.resize_token_embeddings(len(TEMPORAL) + 3, random_state=0)
     assert model.vocab is None
     assert "model.vocab is now None" in capsys.readouterr().err
     stage1 = _model(STAGE1)
-    stage1.resize_token_embeddings(len(STAGE1) + 5, rng=0)  # not the temporal layout
+    stage1.resize_token_embeddings(len(STAGE1) + 5, random_state=0)  # not the temporal layout
     assert stage1.vocab is None and not stage1.config.has_time_tokens
 
 

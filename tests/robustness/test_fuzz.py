@@ -384,7 +384,7 @@ def test_prompts_are_well_formed_or_refused(case):
             df = mt.pp.trajectories(
                 adata, time_key="age_months", groupby=case["groupby"],
                 n_context=case["n_context"], n_prompts=case["n_prompts"], task=case["task"],
-                task_mix=case["task_mix"], holdout=case["holdout"], rng=case["seed"],
+                task_mix=case["task_mix"], holdout=case["holdout"], random_state=case["seed"],
                 time_range=case["time_range"],
             )  # fmt: skip
     except (ValueError, TypeError) as e:
