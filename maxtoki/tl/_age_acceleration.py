@@ -9,17 +9,30 @@ import pandas as pd
 from .. import logging as logg
 from .._anndata import is_number, numeric_obs, positive_int, require_obs
 from .._docs import inject_docs
-from .._keys import PREDICTED_KEY, check_key, h5ad_safe, random_state_param, slot, table_to_uns
+from .._keys import (
+    PREDICTED_KEY,
+    TOKENS_KEY,
+    check_key,
+    h5ad_safe,
+    random_state_param,
+    slot,
+    table_to_uns,
+)
+from ._paired import paired_rows
 from ._utils import as_generator, bh_adjust, finish, prepare
 
 if TYPE_CHECKING:
     from anndata import AnnData
+
+    from .._vocab import GeneVocab
+    from ..models import MaxToki
 
 #: Columns of the table in ``uns['maxtoki_age_acceleration']['table']``, in order.
 TABLE_COLUMNS = (
     "stratum",
     "group",
     "reference",
+    "method",
     "n_cells",
     "n_donors",
     "n_reference_cells",
@@ -33,6 +46,7 @@ TABLE_COLUMNS = (
     "ci_low_years",
     "ci_high_years",
     "pval_mannwhitney",
+    "pval_wilcoxon",
     "pval_permutation",
     "pval_adj",
 )
@@ -42,6 +56,7 @@ TABLE_COLUMNS = (
 def age_acceleration(
     adata: AnnData,
     *,
+    method: Literal["donor", "paired"] = "donor",
     groupby: str = "condition",
     reference: str = "control",
     groups: Sequence[str] | None = None,
@@ -53,6 +68,16 @@ def age_acceleration(
     adjust: Literal["linear", "none"] = "linear",
     n_boot: int = 1000,
     ci: float = 0.95,
+    model: MaxToki | None = None,
+    vocab: GeneVocab | None = None,
+    context: AnnData | None = None,
+    context_groupby: str | Sequence[str] | None = ("cell_type", "sex"),
+    n_contexts: int = 5,
+    n_context_cells: int = 2,
+    max_genes: int | None = None,
+    batch_size: int | None = None,
+    device: str | None = None,
+    tokens_key: str = TOKENS_KEY,
     random_state: int | np.random.Generator | None = 0,
     key_added: str = "maxtoki",
     mod: str = "rna",
@@ -60,56 +85,56 @@ def age_acceleration(
 ) -> AnnData | None:
     r"""Age acceleration of each group against a reference group, with donor-level statistics.
 
-    Per cell, the acceleration is predicted minus chronological age (months). Each group's
-    cells (e.g. a disease, whose cells were aged by :func:`maxtoki.tl.predict_time` against a
-    healthy context) are compared with *age-matched* reference cells (e.g. control cells aged
-    the same way):
+    The acceleration of a cell is its predicted minus its chronological age (months). Two methods
+    compare a group (e.g. a disease) with the reference (e.g. the healthy controls); both average
+    cells per donor, the unit of replication, and put bootstrap intervals (donors resampled) and
+    tests on donor means; ``docs/compatibility.md`` describes them in full.
 
-    1. reference donors are restricted to those whose age lies within the group's donor age
-       range widened by ``age_match`` months on each side;
-    2. with ``adjust='linear'``, the remaining age dependence of the reference's acceleration
-       (predictions regress towards the mean age) is removed: a line
-       :math:`a + b \cdot \mathrm{age}` is fitted to the matched reference cells and subtracted
-       from every cell of the group and the reference;
-    3. cells are averaged per donor (the donor, not the cell, is the unit of replication);
-       the effect is the mean of the group's donor means minus the mean of the reference's;
-    4. the confidence interval resamples donors with replacement within the group and within the
-       reference (``n_boot`` times, percentile interval; the adjustment line is kept fixed).
-       With a handful of donors per group this interval is narrow (it ignores the uncertainty of
-       the donor variance); prefer the permutation p-value then;
-    5. two two-sided tests on donor means: Mann–Whitney U, and a permutation test that shuffles
-       the donor labels between group and reference (``n_boot`` permutations); the permutation
-       p-values are adjusted over the table's rows (Benjamini–Hochberg).
+    - ``'donor'``: ages already predicted (``obs[predicted_key]``, from
+      :func:`maxtoki.tl.predict_time`) of the group's cells vs *age-matched* reference cells
+      (donors within the group's age range ± ``age_match`` months), after removing the
+      reference's linear age trend (``adjust``); tests: Mann–Whitney U and a permutation of donor
+      labels.
+    - ``'paired'`` (the official "query swap"; needs ``model``): each cell of the group is paired
+      with a reference cell of its trajectory group (``context_groupby``) and another donor, aged
+      within ``age_match`` months, and both are aged against the *same* context trajectories, so
+      context and the model's bias at that age cancel in the difference; tests on the donors'
+      mean differences: Wilcoxon signed-rank and a sign-flip permutation.
 
-    With ``stratify_by`` (e.g. ``'cell_type'``) every step runs separately per stratum, so a
-    disease that ages one cell type is not diluted by the others.
+    With ``stratify_by`` (e.g. ``'cell_type'``) every comparison runs per stratum. The
+    permutation p-values are adjusted over the rows of the table (Benjamini–Hochberg).
 
     Parameters
     ----------
     {adata}
-    groupby
-        ``obs`` column with the groups (e.g. ``'condition'``).
-    reference
-        The reference category of ``groupby`` (e.g. ``'control'``).
-    groups
-        Groups to compare with the reference; default every other category.
+    method
+        ``'donor'`` or ``'paired'`` (see above).
+    groupby, reference, groups
+        ``obs`` column with the groups, its reference category, and the groups to compare (default
+        every other category).
     stratify_by
         Optional ``obs`` column; one comparison per stratum and group.
     {time_key}
     predicted_key
-        ``obs`` column with predicted age in months (``f'{key_added}_age'`` of
+        ``'donor'``: ``obs`` column with predicted ages (``f'{key_added}_age'`` of
         :func:`maxtoki.tl.predict_time`).
     donor_key
         ``obs`` column with the donor of each cell.
     age_match
-        Months of slack around the group's donor age range when choosing reference donors;
-        ``None`` uses every reference donor.
+        Months: ``'donor'``, slack around the group's donor age range when choosing reference
+        donors (``None``: every donor); ``'paired'``, the largest age difference of a pair.
     adjust
-        ``'linear'`` removes the reference's age trend of the acceleration; ``'none'`` does not.
-    n_boot
-        Bootstrap resamples and permutations.
-    ci
-        Confidence level of the interval.
+        ``'donor'``: ``'linear'`` removes the reference's age trend of the acceleration.
+    n_boot, ci
+        Bootstrap resamples (and permutations) and the confidence level of the interval.
+    model, vocab, context, context_groupby, n_contexts, n_context_cells
+        ``'paired'``: the temporal model (its vocabulary by default), the AnnData of the context
+        cells (default the reference cells of ``adata``), the trajectory groups and the contexts
+        per pair, as in :func:`maxtoki.tl.predict_time`.
+    {max_genes}
+    {batch_size}
+    {device}
+    {tokens_key}
     {random_state}
     {key_added}
     {mod}
@@ -120,62 +145,51 @@ def age_acceleration(
     ``None``, or the modified copy with ``copy=True``. Writes
 
     ``obs[f'{key_added}_age_acceleration']``
-        Predicted minus chronological age per cell (months; ``nan`` where either is missing).
-    ``uns[f'{key_added}_age_acceleration']['table']``
-        Columns (:func:`maxtoki.get.age_acceleration` returns the DataFrame): ``stratum``
-        (``'all'`` without ``stratify_by``), ``group``, ``reference``, cell and donor counts of
-        both sides, the raw mean donor acceleration of both sides (``mean_acceleration_months``,
-        ``reference_mean_acceleration_months``), the adjusted ``effect_months`` /
-        ``effect_years``, its bootstrap interval ``ci_low_*``/``ci_high_*``,
-        ``pval_mannwhitney``, ``pval_permutation`` and ``pval_adj``.
-    ``uns[f'{key_added}_age_acceleration']['params']``
-        The parameters used.
+        Predicted minus chronological age per cell (months; ``nan`` where not computed).
+    ``uns[f'{key_added}_age_acceleration']``
+        ``table`` (:func:`maxtoki.get.age_acceleration` returns it): ``stratum``, ``group``,
+        ``reference``, ``method``, cell and donor counts of both sides, the mean donor
+        accelerations of both sides, the ``effect_months``/``effect_years`` with its interval
+        (``ci_low_*``, ``ci_high_*``), ``pval_mannwhitney`` (donor), ``pval_wilcoxon``
+        (paired), ``pval_permutation`` and ``pval_adj``; and ``params``.
     """
     data, adata, mdata = prepare(adata, mod, copy)
-    start = logg.info("computing age acceleration")
+    start = logg.info(f"computing age acceleration ({method})")
     check_key("key_added", key_added)
-    fixes = _check_columns(adata, groupby, time_key, predicted_key, donor_key, stratify_by)
+    if method not in ("donor", "paired"):
+        raise ValueError(f"method must be 'donor' or 'paired', got {method!r}")
+    predicted = predicted_key if method == "donor" else None
+    fixes = _check_columns(adata, groupby, time_key, predicted, donor_key, stratify_by)
     n_boot = _check_numbers(adjust, n_boot, ci, age_match)
-    obs = adata.obs
-    labels = obs[groupby].astype(str).to_numpy()
-    groups = _groups(obs[groupby], labels, reference, groups, groupby)
+    labels = adata.obs[groupby].astype(str).to_numpy()
+    groups = _groups(adata.obs[groupby], labels, reference, groups, groupby)
     age = numeric_obs(adata, time_key, "data", fixes[time_key])
-    acc = numeric_obs(adata, predicted_key, "data", fixes[predicted_key]) - age
-    donors = obs[donor_key].astype(str).to_numpy()
     strata = (
         np.full(adata.n_obs, "all", dtype=object)
         if stratify_by is None
-        else obs[stratify_by].astype(str).to_numpy()
+        else adata.obs[stratify_by].astype(str).to_numpy()
     )
+    order = ["all"] if stratify_by is None else _categories(adata.obs[stratify_by])
     gen = as_generator(random_state)
-    rows = []
-    for stratum in ["all"] if stratify_by is None else _categories(obs[stratify_by]):
-        in_s = (strata == stratum) & np.isfinite(acc)
-        ref = in_s & (labels == reference)
-        for group in groups:
-            grp = in_s & (labels == group)
-            if grp.any():
-                rows.append(
-                    _compare(
-                        stratum,
-                        group,
-                        reference,
-                        grp,
-                        ref,
-                        acc,
-                        age,
-                        donors,
-                        age_match=age_match,
-                        adjust=adjust,
-                        n_boot=n_boot,
-                        ci=ci,
-                        gen=gen,
-                    )
-                )
+    args = {"labels": labels, "reference": reference, "groups": groups, "strata": strata,
+            "order": order, "age": age, "n_boot": n_boot, "ci": ci, "gen": gen}  # fmt: skip
+    if method == "donor":
+        acc = numeric_obs(adata, predicted_key, "data", fixes[predicted_key]) - age
+        rows = _donor_rows(acc, adata.obs[donor_key].astype(str).to_numpy(), age_match=age_match,
+                           adjust=adjust, **args)  # fmt: skip
+    else:
+        acc, rows = paired_rows(
+            adata, model=model, vocab=vocab, context=context, context_groupby=context_groupby,
+            groupby=groupby, donor_key=donor_key, time_key=time_key,
+            age_match=60.0 if age_match is None else age_match,
+            n_contexts=n_contexts, n_context_cells=n_context_cells, max_genes=max_genes,
+            batch_size=batch_size, device=device, tokens_key=tokens_key, mod=mod, **args,
+        )  # fmt: skip
     if not rows:
         raise ValueError(
-            f"no cell of the groups {groups} has a finite obs[{predicted_key!r}]; "
-            "run `mt.tl.predict_time` on them first"
+            f"no cell of the groups {groups} could be compared (no finite obs[{predicted_key!r}] "
+            "or no age-matched reference cell); run `mt.tl.predict_time` on them first, or widen "
+            "`age_match`"
         )
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS[:-1]))
     table["pval_adj"] = bh_adjust(table["pval_permutation"])
@@ -186,9 +200,30 @@ def age_acceleration(
     return finish(data, mdata, mod, [key], copy)
 
 
+def _donor_rows(acc, donors, *, labels, reference, groups, strata, order, age, n_boot, ci, gen,
+                age_match, adjust) -> list[dict]:  # fmt: skip
+    """The ``'donor'`` method: one row per stratum and group."""
+    rows = []
+    for stratum in order:
+        in_s = (strata == stratum) & np.isfinite(acc)
+        ref = in_s & (labels == reference)
+        for group in groups:
+            grp = in_s & (labels == group)
+            if grp.any():
+                rows.append(
+                    _compare(
+                        stratum, group, reference, grp, ref, acc, age, donors,
+                        age_match=age_match, adjust=adjust, n_boot=n_boot, ci=ci, gen=gen,
+                    )
+                )  # fmt: skip
+    return rows
+
+
 def _check_columns(adata, groupby, time_key, predicted_key, donor_key, stratify_by) -> dict:
-    fixes = {
-        predicted_key: "run `mt.tl.predict_time` first or pass `predicted_key=`",
+    fixes = {} if predicted_key is None else {
+        predicted_key: "run `mt.tl.predict_time` first or pass `predicted_key=`"
+    }
+    fixes |= {
         time_key: "pass `time_key=` naming chronological age in months",
         groupby: "pass `groupby=` naming the obs column with the groups",
         donor_key: "pass `donor_key=` naming the donor column (donors are the unit of the test)",
@@ -240,12 +275,13 @@ def _groups(column: pd.Series, labels, reference, groups, groupby) -> list[str]:
 def _params(args: dict[str, Any], groups: list[str]) -> dict[str, Any]:
     return h5ad_safe(
         {
+            "method": args["method"],
             "groupby": args["groupby"],
             "reference": args["reference"],
             "groups": list(groups),
             "stratify_by": args["stratify_by"],
             "time_key": args["time_key"],
-            "predicted_key": args["predicted_key"],
+            "predicted_key": args["predicted_key"] if args["method"] == "donor" else None,
             "donor_key": args["donor_key"],
             "age_match": args["age_match"],
             "adjust": args["adjust"],
@@ -253,8 +289,12 @@ def _params(args: dict[str, Any], groups: list[str]) -> dict[str, Any]:
             "ci": float(args["ci"]),
             "random_state": random_state_param(args["random_state"]),
             "unit": "months",
-            "test": "two-sided Mann-Whitney U and donor-label permutation on donor means; "
-            "Benjamini-Hochberg over the rows (pval_adj, from the permutation p-values)",
+            "test": "donor: two-sided Mann-Whitney U and donor-label permutation on donor means; "
+            "paired: Wilcoxon signed-rank and sign-flip permutation on the donors' mean paired "
+            "differences; Benjamini-Hochberg over the rows (pval_adj, from the permutation "
+            "p-values)",
+            "context_groupby": args["context_groupby"] if args["method"] == "paired" else None,
+            "n_contexts": args["n_contexts"] if args["method"] == "paired" else None,
         }
     )
 
@@ -283,6 +323,7 @@ def _compare(
         "stratum": stratum,
         "group": group,
         "reference": reference,
+        "method": "donor",
         "n_cells": int(grp.sum()),
         "n_donors": len(grp_donor_age),
         "n_reference_cells": int(ref.sum()),
@@ -290,7 +331,7 @@ def _compare(
         "mean_acceleration_months": float(np.mean(_donor_means(acc[grp], donors[grp]))),
         "reference_mean_acceleration_months": np.nan,
     }
-    nan_stats = dict.fromkeys(TABLE_COLUMNS[9:-1], np.nan)
+    nan_stats = dict.fromkeys(TABLE_COLUMNS[10:-1], np.nan)
     if not ref.any():
         logg.warning(
             f"age_acceleration: no age-matched {reference!r} cells for {group!r} in {stratum!r}; "
@@ -318,6 +359,7 @@ def _compare(
         ci_low_years=float(lo) / 12.0,
         ci_high_years=float(hi) / 12.0,
         pval_mannwhitney=_mannwhitney(g, r),
+        pval_wilcoxon=np.nan,
         pval_permutation=_permutation(g, r, n_boot, gen),
     )
     return row

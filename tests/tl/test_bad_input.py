@@ -190,6 +190,22 @@ unchanged_copy(T)
 
 # tl.age_acceleration ------------------------------------------------------------------------
 T = "tl.age_acceleration"
+case(T, "method-unknown", done, call(T, method="query_swap"), match=r"method must be 'donor' or")
+case(T, "paired-without-model", done, call(T, method="paired"), match=r"pass `model=`")
+case(
+    T,
+    "paired-stage-1-model",
+    done,
+    call_with(T, method="paired", model=lambda: fx().model_genes_only),
+    match=NO_TIME,
+)
+works(
+    T,
+    "paired",
+    done,
+    call_with(T, method="paired", model=M, n_contexts=1, age_match=600, **FAST),
+    check=lambda d, _: set(d.uns["maxtoki_age_acceleration"]["table"]["method"]) == {"paired"},
+)
 case(
     T,
     "before-predict_time",
@@ -257,7 +273,7 @@ case(
     "predictions-all-NaN",
     lambda: with_obs(done(), maxtoki_age=np.nan),
     call(T),
-    match=r"no cell of the groups .* finite obs\['maxtoki_age'\]; run `mt\.tl\.predict_time`",
+    match=r"no cell of the groups .*no finite obs\['maxtoki_age'\].*; run `mt\.tl\.predict_time`",
 )
 case(
     T,
