@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -87,24 +86,6 @@ def mirror_obs(mdata: Any, mod: str, keys: Iterable[str]) -> None:
     for key in keys:
         col = adata.obs[key].reindex(mdata.obs_names)
         mdata.obs[f"{mod}:{key}"] = col.to_numpy() if col.dtype != "category" else col
-
-
-def h5ad_safe(value: Any) -> Any:
-    """Turn ``value`` into something ``write_h5ad`` stores (no ``None``, paths or tuples)."""
-    if value is None:
-        return "None"
-    if isinstance(value, Mapping):
-        return {str(k): h5ad_safe(v) for k, v in value.items()}
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        items = [h5ad_safe(v) for v in value]
-        if all(isinstance(v, (int, float, np.number, bool)) for v in items):
-            return np.asarray(items)
-        return np.asarray([str(v) for v in items], dtype=object)
-    if isinstance(value, (str, bool, int, float, np.number, np.ndarray)):
-        return value
-    return str(value)
 
 
 # --- obs -----------------------------------------------------------------------------------------

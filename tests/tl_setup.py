@@ -29,10 +29,10 @@ import maxtoki as mt
 
 ROOT = Path(__file__).resolve().parents[1]
 ATLAS = {
-    "n_donors": 48,
-    "n_cells_per_donor": 60,
+    "n_donors": 80,
+    "n_cells_per_donor": 40,
     "n_genes": 400,
-    "disease_fraction": 0.375,
+    "disease_fraction": 0.45,
     "seed": 0,
 }
 MAX_GENES = 24

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from tl_setup import mudata_of, predicted, roundtrip, snapshot, unchanged
+from tl_setup import MAX_GENES, controls, mudata_of, predicted, roundtrip, snapshot, unchanged
 
 import maxtoki as mt
 
@@ -75,27 +75,38 @@ def test_errors(synthetic):
         mt.get.age_acceleration(adata)
 
 
-def test_model_recovers_planted_acceleration():
-    """Disease queries against a healthy context, vs held-out age-matched control donors.
+def test_model_recovers_planted_acceleration(trained):
+    """Disease cells against a healthy context, by both methods, with thresholds from 6 seeds.
 
-    Planted: fibrosis fibroblasts +180 months, alzheimer microglia +60, resilient microglia 0
-    (alzheimer markers, no acceleration). The small CPU model recovers the signs of both planted
-    effects. Tolerance for the resilient group: no significant acceleration (permutation
-    p > 0.05 over 6 vs 7 donors) and less than the alzheimer group, which carries the same
-    markers plus the planted acceleration. With this budget the donor-level noise is about
-    ±60 months, so the resilient point estimate itself is not tested against a tighter bound.
+    Planted: fibrosis fibroblasts +180 months, alzheimer microglia +60 with the alzheimer
+    markers, resilient microglia the same markers and no acceleration. The small CPU model of
+    ``tl_setup`` (trained on controls only, so the disease markers are new to it) was trained
+    with 6 seeds; over them the donor method gave fibrosis +100…+201 months (interval low end
+    0.6…107: not always clear of 0) and the paired method put the alzheimer microglia
+    67…155 months above the resilient ones, which carry the same markers (each alone moves by
+    ±150 months: the markers confuse the model). The assertions keep a wide margin below the
+    lowest of these: the direction of both planted effects, not their size.
     """
+    adata, _, model = trained
     sub = predicted().copy()
     mt.tl.age_acceleration(sub, stratify_by="cell_type", n_boot=2000)
-    table = mt.get.age_acceleration(sub).set_index(["stratum", "group"])
-    print(table.round(1).to_string())
-    fibrosis = table.loc[("fibroblast", "fibrosis")]
-    alzheimer = table.loc[("microglia", "alzheimer")]
-    resilient = table.loc[("microglia", "resilient")]
-    assert fibrosis["effect_months"] > 0 and fibrosis["ci_low_months"] > 0
-    assert alzheimer["effect_months"] > 0
-    assert resilient["pval_permutation"] > 0.05
-    assert resilient["effect_months"] < alzheimer["effect_months"]
+    donor = mt.get.age_acceleration(sub).set_index(["stratum", "group"])
+    context = controls(adata).copy()
+    mt.tl.age_acceleration(
+        sub, method="paired", model=model, context=context, stratify_by="cell_type", n_contexts=5,
+        age_match=120, max_genes=MAX_GENES, n_boot=2000, key_added="paired",
+    )  # fmt: skip
+    paired = mt.get.age_acceleration(sub, key="paired_age_acceleration")
+    paired = paired.set_index(["stratum", "group"])
+    print(donor.round(1).to_string(), paired.round(1).to_string(), sep="\n")
+    assert donor.loc[("fibroblast", "fibrosis"), "effect_months"] > 0.3 * 180
+    assert paired.loc[("fibroblast", "fibrosis"), "effect_months"] > 0
+    contrast = (
+        paired.loc[("microglia", "alzheimer"), "effect_months"]
+        - paired.loc[("microglia", "resilient"), "effect_months"]
+    )
+    assert contrast > 0
+    assert set(paired["method"]) == {"paired"} and (paired["n_donors"] >= 6).all()
 
 
 def test_paired_statistics_recover_a_known_difference():
