@@ -466,7 +466,8 @@ def encoder(**kw):
 
 
 def cell_of(i: int = 0) -> np.ndarray:
-    return np.asarray(fx().tok.obsm["maxtoki_tokens"][i][: fx().tok.obs["maxtoki_n_tokens"][i]])
+    tok = fx().tok
+    return np.asarray(tok.obsm["maxtoki_tokens"][i][: tok.obs["maxtoki_n_tokens"].iloc[i]])
 
 
 case(T, "stage-1-vocabulary", lambda: fx().genes_only, lambda v: PE(v), match=r"time tokens")

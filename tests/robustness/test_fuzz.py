@@ -415,7 +415,7 @@ def test_prompts_are_well_formed_or_refused(case):
         expected = _expected_prompt(row, cells, vocab, case)
         if expected is None:
             event("a prompt too long")
-            with pytest.raises(ValueError, match=f"prompt {i} needs"):
+            with pytest.raises(ValueError, match=f"prompt {i}: a prompt needs"):
                 ds[i]
             continue
         prompt, answer = expected
