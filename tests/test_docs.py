@@ -26,7 +26,9 @@ def test_every_public_name_has_an_api_entry(package):
 def _home(obj) -> str | None:
     """The subpackage an object is defined in (``None`` outside the subpackages)."""
     parts = getattr(obj, "__module__", "").split(".")
-    return parts[1] if len(parts) > 1 and parts[0] == "maxtoki" and parts[1] in SUBPACKAGES else None
+    return (
+        parts[1] if len(parts) > 1 and parts[0] == "maxtoki" and parts[1] in SUBPACKAGES else None
+    )
 
 
 def test_the_slot_table_is_the_slot_contract():
