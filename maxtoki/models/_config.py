@@ -111,9 +111,17 @@ class MaxTokiConfig:
         ``time_token_start_id + (months - time_min_months)``.
     boq_token_id, eoq_token_id
         ``<boq>`` and ``<eoq>`` (23275 and 23276), ``None`` without a temporal vocabulary.
+    time_scale
+        Months per unit of the time-token values in the TimeBetweenCells read-out: the
+        prediction is ``time_scale × E[v]`` months, ``E[v]`` the expected token value (−1500…1499)
+        under the softmax at ``<eoq>`` restricted to the time tokens. ``200`` is the official
+        convention (``label_scalar``: the model learns ``Δt / 200``); ``1`` reads ``E[v]`` itself
+        as months (models trained by maxtoki 0.1, whose ``config.json`` has no such key).
     label_scale, non_time_penalty
-        The timelapse loss: ``MSE(pred / label_scale, target / label_scale)`` plus
-        ``non_time_penalty`` times the probability mass on non-time tokens.
+        The timelapse loss: ``((pred - target) / label_scale)²`` (months) plus
+        ``non_time_penalty`` times the probability mass on non-time tokens; with
+        ``time_scale = label_scale = 200`` this is the official ``(E[v] - Δt / 200)² + 10 ×``
+        non-time mass.
     attn_backend
         ``"auto"`` (flash-attn on CUDA in fp16/bf16 when installed, else SDPA), ``"flash"``,
         ``"sdpa"`` or ``"eager"``.
@@ -143,6 +151,7 @@ class MaxTokiConfig:
     time_min_months: int = -1500
     boq_token_id: int | None = None
     eoq_token_id: int | None = None
+    time_scale: float = 200.0
     label_scale: float = 200.0
     non_time_penalty: float = 10.0
     attn_backend: AttnBackend = "auto"
@@ -181,7 +190,7 @@ class MaxTokiConfig:
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
                 f"num_key_value_heads ({self.num_key_value_heads})."
             )
-        for name in ("rms_norm_eps", "rope_theta", "label_scale"):
+        for name in ("rms_norm_eps", "rope_theta", "label_scale", "time_scale"):
             _check_float(name, getattr(self, name), positive=True)
         for name in ("initializer_range", "non_time_penalty"):
             _check_float(name, getattr(self, name), positive=False)
@@ -361,6 +370,7 @@ class MaxTokiConfig:
         if isinstance(heads, int) and isinstance(hidden, int) and heads > 0:
             if values.get("head_dim") == hidden // heads and hidden % heads == 0:
                 values["head_dim"] = None  # the default, written out by transformers >= 4.45
+        _infer_temporal_fields(values)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names - _IGNORED_HF_KEYS)
         if unknown:
@@ -407,6 +417,36 @@ class MaxTokiConfig:
         return cls.from_dict(values)
 
     from_json = load
+
+
+def _infer_temporal_fields(values: dict[str, Any]) -> None:
+    """Fill what a ``config.json`` written elsewhere leaves out: the time-token layout and scale.
+
+    A config of the official temporal vocabulary size (23,277) without time-token fields (a
+    released temporal checkpoint) gets the released layout. A config without ``time_scale``
+    gets 1 when maxtoki 0.1 wrote it (it has ``label_scale``; that version read ``E[v]`` as
+    months) and the official 200 otherwise; both are logged when the model has time tokens.
+    """
+    if values.get("vocab_size") == _TEMPORAL["vocab_size"] and "time_token_start_id" not in values:
+        values.update(_TEMPORAL)
+        logg.info(
+            "config.json: vocab_size 23,277 without time-token fields: the released temporal "
+            "layout (time tokens 20,275–23,274 = −1500…1499 months, <boq> 23,275, <eoq> 23,276)"
+        )
+    if "time_scale" in values:
+        return
+    old = "label_scale" in values
+    values["time_scale"] = 1.0 if old else 200.0
+    if values.get("time_token_start_id") is not None:
+        why = (
+            "written by maxtoki 0.1, which read the expected token value as months"
+            if old
+            else "the official convention (label_scalar = 200)"
+        )
+        logg.info(
+            f"config.json has no time_scale: timelapses are read as {values['time_scale']:g} × "
+            f"the expected time-token value ({why}); set `model.config.time_scale` to change it"
+        )
 
 
 def _check_int(name: str, value: Any, *, minimum: int | None = None) -> None:

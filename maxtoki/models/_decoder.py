@@ -506,6 +506,55 @@ class MaxToki(nn.Module):
             self, new_vocab_size, time_token_init=time_token_init, random_state=random_state
         )
 
+    def add_time_tokens(self, *, random_state: torch.Generator | int | None = None) -> None:
+        """Stage 1 → stage 2: add the official time tokens, ``<boq>`` and ``<eoq>`` (in place).
+
+        Appends ``n_time_tokens`` (3,000: −1500…1499 months) time-token rows and the two question
+        tokens after the gene vocabulary — for the released 20,275 tokens, the released ids
+        20,275…23,276 — with the time-token rows initialised smoothly in their month value. Every
+        existing row is kept, so a prompt of genes gets the same logits on its tokens as before;
+        the vocabulary the model carries gains the tokens too.
+
+        Parameters
+        ----------
+        random_state
+            A :class:`torch.Generator` or a seed for the new rows.
+        """
+        if self.config.has_time_tokens:
+            raise ValueError("the model already has time tokens (a temporal vocabulary)")
+        extra = self.config.n_time_tokens + 2
+        self.resize_token_embeddings(self.config.vocab_size + extra, random_state=random_state)
+
+    def extend_context(
+        self,
+        max_position_embeddings: int = 16_384,
+        *,
+        factor: float = 4.0,
+        low_freq_factor: float = 1.0,
+        high_freq_factor: float = 4.0,
+    ) -> None:
+        """Extend the context with Llama-3.1 RoPE scaling (in place), as the official stage 2.
+
+        The current context (4,096 for the released models) becomes
+        ``original_max_position_embeddings`` of a ``llama3`` ``rope_scaling`` and the rotary
+        tables are rebuilt; ``save_pretrained`` writes the scaling into ``config.json``, where
+        ``transformers`` reads it too. The weights are unchanged.
+
+        Parameters
+        ----------
+        max_position_embeddings
+            The new context length (16,384 in the official stage 2).
+        factor
+            How much the low frequencies are slowed down: 4 in the official training example,
+            8 as the official inference default.
+        low_freq_factor, high_freq_factor
+            The band of wavelengths that is interpolated (1 and 4 officially).
+        """
+        _resize.extend_context(
+            self, max_position_embeddings, factor=factor, low_freq_factor=low_freq_factor,
+            high_freq_factor=high_freq_factor,
+        )  # fmt: skip
+
     # -- checkpoints ----------------------------------------------------------------------------
     @classmethod
     def from_pretrained(

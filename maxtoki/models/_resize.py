@@ -1,4 +1,4 @@
-"""Grow the vocabulary, e.g. from the stage-1 20,275 tokens to the temporal 23,277."""
+"""Grow a model: its vocabulary (stage 1 → the temporal tokens) and its context (RoPE scaling)."""
 
 from __future__ import annotations
 
@@ -105,3 +105,48 @@ def _grown(weight: torch.Tensor, rows: int, generator: torch.Generator | None) -
     mean, std = old.mean(0), old.std() if old.shape[0] > 1 else torch.tensor(0.0)
     noise = torch.randn(rows - old.shape[0], old.shape[1], generator=generator) * (0.01 * std)
     return torch.cat([old, mean + noise]).to(weight.device, weight.dtype)
+
+
+def extend_context(
+    model: MaxToki,
+    max_position_embeddings: int,
+    *,
+    factor: float = 4.0,
+    low_freq_factor: float = 1.0,
+    high_freq_factor: float = 4.0,
+) -> None:
+    """Extend the context with Llama-3.1 RoPE scaling (see :meth:`MaxToki.extend_context`)."""
+    from ._rope import RotaryEmbedding
+
+    config = model.config
+    if (
+        isinstance(max_position_embeddings, bool)
+        or not isinstance(max_position_embeddings, int)
+        or max_position_embeddings <= config.max_position_embeddings
+    ):
+        raise ValueError(
+            f"max_position_embeddings must be an int above the current context "
+            f"({config.max_position_embeddings}), got {max_position_embeddings!r}"
+        )
+    if config.rope_scaling is not None:
+        raise ValueError(
+            f"the model's context was already extended (rope_scaling={config.rope_scaling}); "
+            "extend it once, from the context it was pretrained with"
+        )
+    scaling = {
+        "rope_type": "llama3",
+        "factor": factor,
+        "low_freq_factor": low_freq_factor,
+        "high_freq_factor": high_freq_factor,
+        "original_max_position_embeddings": config.max_position_embeddings,
+    }
+    new_config = dataclasses.replace(
+        config, max_position_embeddings=max_position_embeddings, rope_scaling=scaling
+    )  # __post_init__ validates the scaling
+    model.config = new_config
+    model.model.rotary_emb = RotaryEmbedding(new_config)  # tables rebuilt from the new config
+    logg.info(
+        f"extend_context: {config.max_position_embeddings:,} → {max_position_embeddings:,} "
+        f"tokens (llama3 RoPE scaling, factor {factor:g}, low {low_freq_factor:g}, high "
+        f"{high_freq_factor:g})"
+    )

@@ -25,7 +25,8 @@ def predict_timelapse(
     """Read a timelapse (months) from the next-token logits at the ``<eoq>`` position.
 
     The softmax over the whole vocabulary is restricted to the time tokens and renormalised; the
-    prediction is its expected value ``Σ p(v) · v`` ("continuous numerical tokenization").
+    prediction is ``config.time_scale × Σ p(v) · v`` months, ``v`` the tokens' values
+    ("continuous numerical tokenization"; the official read-out is ``200 × E[v]``).
 
     Parameters
     ----------
@@ -37,18 +38,22 @@ def predict_timelapse(
     Returns
     -------
     expected_months
-        ``(...)`` float32 expected timelapse.
+        ``(...)`` float32 expected timelapse (months).
     argmax_months
-        ``(...)`` int64 most likely time token, in months.
+        ``(...)`` float32 value of the most likely time token, in months (times ``time_scale``).
     non_time_mass
         ``(...)`` float32 probability mass the full softmax puts on non-time tokens.
     """
     time_logits, log_time_mass = _time_logits(logits_at_eoq, config)
-    months = torch.arange(config.n_time_tokens, device=time_logits.device, dtype=torch.float32)
-    months = months + config.time_min_months
-    expected = (time_logits.softmax(-1) * months).sum(-1)
-    argmax = time_logits.argmax(-1) + config.time_min_months
+    expected = _expected_value(time_logits, config) * config.time_scale
+    argmax = (time_logits.argmax(-1) + config.time_min_months).float() * config.time_scale
     return expected, argmax, -torch.expm1(log_time_mass)
+
+
+def _expected_value(time_logits: torch.Tensor, config: MaxTokiConfig) -> torch.Tensor:
+    """``E[v]``: the expected time-token value under the renormalised softmax."""
+    values = torch.arange(config.n_time_tokens, device=time_logits.device, dtype=torch.float32)
+    return (time_logits.softmax(-1) * (values + config.time_min_months)).sum(-1)
 
 
 def _time_logits(logits: torch.Tensor, config: MaxTokiConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,10 +75,11 @@ def _time_logits(logits: torch.Tensor, config: MaxTokiConfig) -> tuple[torch.Ten
 def timelapse_loss(
     logits_at_eoq: torch.Tensor, target_months: torch.Tensor, config: MaxTokiConfig
 ) -> torch.Tensor:
-    """``MSE(pred / label_scale, target / label_scale) + non_time_penalty × mean non-time mass``.
+    """``mean(((pred - target) / label_scale)²) + non_time_penalty × mean non-time mass``.
 
-    ``pred`` is the expected timelapse of :func:`predict_timelapse`; the penalty pushes the full
-    softmax at ``<eoq>`` onto the time tokens.
+    ``pred`` is the timelapse of :func:`predict_timelapse` (``time_scale × E[v]`` months); the
+    penalty pushes the full softmax at ``<eoq>`` onto the time tokens. With the official
+    ``time_scale = label_scale = 200`` this is ``(E[v] − Δt / 200)² + 10 ×`` non-time mass.
 
     Parameters
     ----------
@@ -82,7 +88,7 @@ def timelapse_loss(
     target_months
         ``(B,)`` true timelapses in months.
     config
-        Supplies the time-token layout, ``label_scale`` and ``non_time_penalty``.
+        Supplies the time-token layout, ``time_scale``, ``label_scale`` and ``non_time_penalty``.
 
     Returns
     -------
@@ -95,8 +101,7 @@ def timelapse_loss(
             f"target_months must have shape {tuple(time_logits.shape[:-1])} (one per logits row), "
             f"got {tuple(target.shape)}."
         )
-    months = torch.arange(config.n_time_tokens, device=time_logits.device, dtype=torch.float32)
-    pred = (time_logits.softmax(-1) * (months + config.time_min_months)).sum(-1)
+    pred = _expected_value(time_logits, config) * config.time_scale
     mse = ((pred - target) / config.label_scale).pow(2).mean()
     return mse + config.non_time_penalty * (-torch.expm1(log_time_mass)).mean()
 

@@ -1,5 +1,7 @@
 """TimeBetweenCells regression, its loss, and growing the vocabulary to the temporal one."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -34,42 +36,83 @@ def _numpy_reference(logits, config):
     p_time = p[:, start : start + n]
     mass = p_time.sum(-1)
     months = np.arange(n) + config.time_min_months
-    expected = (p_time / mass[:, None] * months).sum(-1)
-    argmax = months[p_time.argmax(-1)]
+    expected = (p_time / mass[:, None] * months).sum(-1) * config.time_scale
+    argmax = months[p_time.argmax(-1)] * config.time_scale
     return expected, argmax, 1 - mass
 
 
-def test_predict_timelapse_matches_numpy():
+SCALES = pytest.mark.parametrize("time_scale", [200.0, 1.0], ids=["official", "maxtoki-0.1"])
+
+
+@SCALES
+def test_predict_timelapse_matches_numpy(time_scale):
+    config = dataclasses.replace(CONFIG, time_scale=time_scale)
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(5, 80)) * 3
     logits[:, 40:60] += 2.0
     expected, argmax, non_time = predict_timelapse(
-        torch.tensor(logits, dtype=torch.float32), CONFIG
+        torch.tensor(logits, dtype=torch.float32), config
     )
-    ref_expected, ref_argmax, ref_non_time = _numpy_reference(logits, CONFIG)
-    np.testing.assert_allclose(expected.numpy(), ref_expected, atol=1e-4)
+    ref_expected, ref_argmax, ref_non_time = _numpy_reference(logits, config)
+    np.testing.assert_allclose(expected.numpy(), ref_expected, rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(argmax.numpy(), ref_argmax)
     np.testing.assert_allclose(non_time.numpy(), ref_non_time, atol=1e-6)
 
 
-def test_timelapse_loss_matches_numpy_and_backprops():
+@SCALES
+def test_timelapse_loss_matches_numpy_and_backprops(time_scale):
+    config = dataclasses.replace(CONFIG, time_scale=time_scale)
     rng = np.random.default_rng(1)
     logits = torch.tensor(rng.normal(size=(4, 80)), dtype=torch.float32, requires_grad=True)
-    target = torch.tensor([-3.0, 0.0, 5.0, 9.0])
-    loss = timelapse_loss(logits, target, CONFIG)
-    expected, _, non_time = _numpy_reference(logits.detach().numpy(), CONFIG)
+    target = torch.tensor([-3.0, 0.0, 5.0, 9.0]) * time_scale
+    loss = timelapse_loss(logits, target, config)
+    expected, _, non_time = _numpy_reference(logits.detach().numpy(), config)
     reference = np.mean(((expected - target.numpy()) / 200.0) ** 2) + 10.0 * non_time.mean()
     np.testing.assert_allclose(loss.item(), reference, rtol=1e-5)
     loss.backward()
     assert torch.isfinite(logits.grad).all()
 
 
-def test_peaked_logits_give_the_month():
+@SCALES
+def test_the_loss_is_zero_where_the_read_out_is_the_target(time_scale):
+    config = dataclasses.replace(CONFIG, time_scale=time_scale)
     logits = torch.full((1, 80), -30.0)
-    logits[0, CONFIG.time_token_id(7)] = 30.0
-    expected, argmax, non_time = predict_timelapse(logits, CONFIG)
-    assert abs(expected.item() - 7) < 1e-3 and argmax.item() == 7 and non_time.item() < 1e-6
-    assert timelapse_loss(logits, torch.tensor([7.0]), CONFIG).item() < 1e-6
+    logits[0, config.time_token_id(7)] = 30.0
+    expected, argmax, non_time = predict_timelapse(logits, config)
+    months = 7 * time_scale
+    assert abs(expected.item() - months) < 1e-3 * time_scale and argmax.item() == months
+    assert non_time.item() < 1e-6
+    assert timelapse_loss(logits, torch.tensor([months]), config).item() < 1e-6
+    assert timelapse_loss(logits, torch.tensor([months + 200.0]), config).item() > 0.99
+
+
+def test_the_official_read_out_is_200_times_the_expected_token_value():
+    """Probability 0.4 / 0.6 on the tokens "0" / "1": E[v] = 0.6, i.e. 120 months officially."""
+    logits = torch.full((1, 80), -1e4)
+    logits[0, CONFIG.time_token_id(0)] = np.log(0.4)
+    logits[0, CONFIG.time_token_id(1)] = np.log(0.6)
+    assert CONFIG.time_scale == 200.0  # the official convention is the default
+    assert predict_timelapse(logits, CONFIG)[0].item() == pytest.approx(120.0, abs=1e-3)
+    old = dataclasses.replace(CONFIG, time_scale=1.0)
+    assert predict_timelapse(logits, old)[0].item() == pytest.approx(0.6, abs=1e-5)
+
+
+def test_a_config_without_time_scale_says_which_convention_it_gets(capsys):
+    values = CONFIG.to_dict()
+    del values["time_scale"]  # maxtoki 0.1 wrote every field but this one
+    assert MaxTokiConfig.from_dict(values).time_scale == 1.0
+    assert "no time_scale: timelapses are read as 1 × the expected" in capsys.readouterr().err
+    official = {k: v for k, v in values.items() if k not in ("label_scale", "non_time_penalty")}
+    assert MaxTokiConfig.from_dict(official).time_scale == 200.0
+    assert "(the official convention" in capsys.readouterr().err
+    released = {"vocab_size": 23_277, "hidden_size": 16, "intermediate_size": 32,
+                "num_hidden_layers": 1, "num_attention_heads": 2}  # fmt: skip
+    config = MaxTokiConfig.from_dict(released)
+    assert (config.time_token_start_id, config.boq_token_id, config.time_scale) == (
+        20_275,
+        23_275,
+        200.0,
+    )
 
 
 def test_errors_without_time_tokens_or_wrong_shapes():
