@@ -120,12 +120,22 @@ def train(
             f"vocab must be a maxtoki.pp.GeneVocab (the tokens' vocabulary) or None, got "
             f"{type(vocab).__name__}"
         )
+    overrides = {
+        "steps": steps,
+        "stage": stage,
+        "out_dir": out_dir,
+        "seed": random_state,
+        "quiet": quiet,
+        "device": settings.device if device is None else device,
+    }
+    cfg = _config(config, steps, max_genes_per_cell, overrides)
     net = build_model(
-        "tiny" if model is None else model,
-        vocab=vocab,
-        overrides=dict(model_overrides or {}),
-        seed=random_state,
-    )
+        "tiny" if model is None else model, vocab=vocab, overrides=dict(model_overrides or {}),
+        seed=random_state, context_length=cfg.max_length, rope_factor=cfg.rope_factor,
+    )  # fmt: skip
+    if stage == 2 and vocab is None and not net.config.has_time_tokens and net.vocab is not None:
+        logg.info("stage 2 from a stage-1 model: it gets the time tokens")
+        net.add_time_tokens(random_state=random_state)
     vocab = net.vocab
     if vocab is None:
         raise ValueError(
@@ -140,15 +150,6 @@ def train(
     tokens = read_tokens(adata, tokens_key, vocab)
     source = ArrayTokens(tokens.matrix, tokens.lengths, names=adata.obs_names)
     start = logg.info(f"training a MaxToki model (stage {stage}) on {adata.n_obs} cells")
-    overrides = {
-        "steps": steps,
-        "stage": stage,
-        "out_dir": out_dir,
-        "seed": random_state,
-        "quiet": quiet,
-        "device": settings.device if device is None else device,
-    }
-    cfg = _config(config, steps, max_genes_per_cell, overrides)
     if stage == 2 and prompts is None:
         from ..pp import trajectories
 

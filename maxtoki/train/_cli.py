@@ -90,6 +90,8 @@ def run(config: TrainConfig):
                 vocab=vocab,
                 overrides=config.model_overrides,
                 seed=config.seed,
+                context_length=config.max_length,
+                rope_factor=config.rope_factor,
             )
             if config.max_genes_per_cell is not None:  # saved with the model for the mt.tl tools
                 model.config.max_genes_per_cell = config.max_genes_per_cell

@@ -42,7 +42,11 @@ class TrainConfig:
     stage
         ``1`` next-gene pretraining on single cells, ``2`` temporal prompts.
     max_length
-        Context length of one example (default: the model's ``max_position_embeddings``).
+        Context length of one example (default: the model's ``max_position_embeddings``); longer
+        than a trained model's context, the context is extended (llama3 RoPE scaling).
+    rope_factor
+        The llama3 scaling factor of such an extension (4 in the official training example, 8 as
+        the official inference default).
     max_genes_per_cell
         Keep at most this many top-ranked genes per cell.
     truncate
@@ -115,6 +119,7 @@ class TrainConfig:
     # examples
     stage: Literal[1, 2] = 2
     max_length: int | None = None
+    rope_factor: float = 4.0
     max_genes_per_cell: int | None = None
     truncate: bool = True
     task_mix: float | None = None
@@ -177,6 +182,8 @@ class TrainConfig:
         for name in ("checkpoint_interval", "eval_batches", "max_genes_per_cell"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
+        if self.rope_factor < 1:
+            raise ValueError(f"rope_factor must be >= 1, got {self.rope_factor}")
         if self.max_length is not None and self.max_length < 8:
             raise ValueError(f"max_length must be >= 8 or None, got {self.max_length}")
         if self.global_batch_size % self.micro_batch_size:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from bad_input import *  # noqa: F403 (the shared fixtures, builders and case table)
 
@@ -97,8 +99,9 @@ for T in (
 
 # tl.embed -----------------------------------------------------------------------------------
 T = "tl.embed"
-case(T, "emb_layer-out-of-range", tok, call(T, emb_layer=5), match=r"emb_layer must be an int in")
-case(T, "emb_layer-str", tok, call(T, emb_layer="1"), match=r"emb_layer must be an int in")
+case(T, "emb_layer-out-of-range", tok, call(T, emb_layer=5), match=r"emb_layer must be an index in")
+case(T, "emb_layer-str", tok, call(T, emb_layer="1"), match=r"emb_layer must be 'last', 'penult")
+case(T, "emb_layer-negative", tok, call(T, emb_layer=-1), match=r"negative indices mean different")
 case(T, "emb_mode-unknown", tok, call(T, emb_mode="max"), match=r"emb_mode must be 'cell' or 'eos'")
 case(
     T,
@@ -562,8 +565,17 @@ case(
     T,
     "model-of-another-vocab",
     tok,
-    call_with(T, model=lambda: fx().model_genes_only),
-    match=r"the model has 204 tokens but the vocabulary has 3206",
+    call_with(
+        T, model=lambda: mt.train.build_model("tiny", vocab=fx().other_medians, overrides=TINY)
+    ),
+    match=r"the model's own vocabulary .* disagrees with the given one",
+)
+works(
+    T,
+    "stage-1-model-gains-time-tokens",
+    tok,
+    call_with(T, model=lambda: copy.deepcopy(fx().model_genes_only)),
+    check=lambda _, out: out[0].config.has_time_tokens and out[0].vocab.hash == fx().vocab.hash,
 )
 case(
     T, "config-unknown-field", tok, call(T, config={"learning_rate": 1e-3}), match=r"learning_rate"
