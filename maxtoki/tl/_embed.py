@@ -23,7 +23,7 @@ def embed(
     *,
     model: MaxToki,
     vocab: GeneVocab | None = None,
-    emb_layer: int = -1,
+    emb_layer: Literal["last", "penultimate", "embeddings"] | int = "last",
     emb_mode: Literal["cell", "eos"] = "cell",
     max_genes: int | None = None,
     batch_size: int | None = None,
@@ -41,8 +41,11 @@ def embed(
     {model}
     {vocab}
     emb_layer
-        Hidden state to read: ``-1`` (default) the final-normed output, ``-2`` the output of the
-        second-to-last layer, …, ``0`` the token embeddings.
+        Hidden state to read, by name: ``'last'`` (default) the final-normed output of the last
+        layer, ``'penultimate'`` the output of the second-to-last layer (what Geneformer's
+        default ``emb_layer=-1`` reads), ``'embeddings'`` the token embeddings; or an index from
+        0 (the token embeddings) to ``num_hidden_layers`` (``'last'``). Negative indices are
+        refused: ``-1`` is the last layer in transformers and the second-to-last in Geneformer.
     emb_mode
         ``'cell'``: mean over the cell's gene tokens (Geneformer's cell embedding); ``'eos'``:
         the hidden state at ``<eos>``.
@@ -74,15 +77,7 @@ def embed(
     check_key("key_added", key_added)
     if emb_mode not in ("cell", "eos"):
         raise ValueError(f"emb_mode must be 'cell' or 'eos', got {emb_mode!r}")
-    n_states = model.config.num_hidden_layers + 1
-    if (
-        isinstance(emb_layer, bool)
-        or not isinstance(emb_layer, (int, np.integer))
-        or not -n_states <= emb_layer < n_states
-    ):
-        raise ValueError(
-            f"emb_layer must be an int in [{-n_states}, {n_states - 1}], got {emb_layer!r}"
-        )
+    layer = _layer_index(emb_layer, model.config.num_hidden_layers)
     cap = int(model.config.max_position_embeddings) - 2
     max_genes = max_genes_of(model, max_genes)
     max_genes = cap if max_genes is None else min(int(max_genes), cap)
@@ -95,13 +90,14 @@ def embed(
         )
     runner = BatchRunner(model, batch_size=batch_size, device=device)
     mode = "mean" if emb_mode == "cell" else "eos"
-    out = runner.embeddings(cells, emb_layer=int(emb_layer), mode=mode)
+    out = runner.embeddings(cells, emb_layer=layer, mode=mode)
     obsm_key = f"X_{key_added}"
     adata.obsm[obsm_key] = out
     adata.uns[key_added] = {
         "params": h5ad_safe(
             {
-                "emb_layer": int(emb_layer),
+                "emb_layer": emb_layer if isinstance(emb_layer, str) else int(emb_layer),
+                "hidden_state": layer,
                 "emb_mode": emb_mode,
                 "max_genes": max_genes,
                 "device": str(runner.device),
@@ -115,3 +111,26 @@ def embed(
         f"    added obsm[{obsm_key!r}] ({out.shape[1]} dims) and uns[{key_added!r}]", time=start
     )
     return finish(data, mdata, mod, [], copy)
+
+
+def _layer_index(emb_layer, n_layers: int) -> int:
+    """The index into the ``n_layers + 1`` hidden states of a named or non-negative layer."""
+    named = {"embeddings": 0, "penultimate": n_layers - 1, "last": n_layers}
+    if isinstance(emb_layer, str):
+        if emb_layer not in named:
+            raise ValueError(
+                f"emb_layer must be 'last', 'penultimate', 'embeddings' or an index in "
+                f"[0, {n_layers}], got {emb_layer!r}"
+            )
+        return named[emb_layer]
+    if isinstance(emb_layer, bool) or not isinstance(emb_layer, (int, np.integer)):
+        raise ValueError(f"emb_layer must be a layer name or an index, got {emb_layer!r}")
+    if emb_layer < 0:
+        raise ValueError(
+            f"emb_layer={emb_layer}: negative indices mean different layers in transformers (-1: "
+            "the last) and Geneformer (-1: the second-to-last); name the layer ('last', "
+            f"'penultimate') or pass its index in [0, {n_layers}]"
+        )
+    if emb_layer > n_layers:
+        raise ValueError(f"emb_layer must be an index in [0, {n_layers}], got {emb_layer}")
+    return int(emb_layer)

@@ -78,3 +78,19 @@ def test_errors(trained):
     with pytest.raises(ValueError, match=r"mt\.pp\.tokenize"):
         mt.tl.embed(q, model=model, vocab=vocab)
     assert unchanged(q, before)
+
+
+def test_named_layers_say_which_hidden_state(trained):
+    """'last' is the final-normed output, 'penultimate' Geneformer's emb_layer=-1."""
+    adata, _, model = trained
+    q = subset(adata, 20, seed=4)
+    n = model.config.num_hidden_layers
+    for name, index in (("last", n), ("penultimate", n - 1), ("embeddings", 0)):
+        by_name = mt.tl.embed(q, model=model, emb_layer=name, max_genes=MAX_GENES, copy=True)
+        by_index = mt.tl.embed(q, model=model, emb_layer=index, max_genes=MAX_GENES, copy=True)
+        np.testing.assert_array_equal(by_name.obsm["X_maxtoki"], by_index.obsm["X_maxtoki"])
+        assert by_name.uns["maxtoki"]["params"]["hidden_state"] == index
+    last = mt.tl.embed(q, model=model, max_genes=MAX_GENES, copy=True).obsm["X_maxtoki"]
+    penultimate = mt.tl.embed(q, model=model, emb_layer="penultimate", max_genes=MAX_GENES,
+                              copy=True).obsm["X_maxtoki"]  # fmt: skip
+    assert not np.allclose(last, penultimate)
