@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,17 @@ if TYPE_CHECKING:
 
 TASKS = ("TimeBetweenCells", "NextCell")
 Task = Literal["TimeBetweenCells", "NextCell"]
+QUERY_SAMPLING = ("time_points", "cells")
+QuerySampling = Literal["time_points", "cells"]
+
+
+class _Sampler(NamedTuple):
+    """The sampler's options, checked."""
+
+    sort_context: bool
+    allow_same_time: bool
+    query_sampling: str
+    group_balance: float | None
 
 
 @inject_docs
@@ -29,6 +40,11 @@ def trajectories(
     task: Task | Sequence[Task] = ("TimeBetweenCells", "NextCell"),
     task_mix: float = 0.5,
     holdout: Mapping[str, Any] | Sequence[bool] | np.ndarray | pd.Series | None = None,
+    exclude_times: tuple[float, float] | None = None,
+    sort_context: bool = False,
+    allow_same_time: bool = True,
+    query_sampling: QuerySampling = "time_points",
+    group_balance: float | None = 0.1,
     random_state: int | np.random.Generator | None = 0,
     time_range: tuple[int, int] = (-1500, 1499),
     mod: str = "rna",
@@ -36,12 +52,17 @@ def trajectories(
     """Build a table of temporal prompts: context cells, timelapses (Δt) and a query cell.
 
     Each prompt is a trajectory of ``n_context`` cells of one group (e.g. one cell type and
-    sex), sorted by time ascending, followed by a query cell of the same group at a time that
-    differs from every context cell's time. MaxToki reads the prompt as
+    sex) followed by a query cell of the same group. MaxToki reads the prompt as
     ``<bos> cell1 <eos> Δt1 <bos> cell2 <eos> … <boq> …query… <eoq>``; the two tasks ask for
     the timelapse from the last context cell to the query (TimeBetweenCells) or for the query
-    cell given that timelapse (NextCell). Context times are drawn as distinct time points when the
-    group has enough of them, then one cell per time point.
+    cell given that timelapse (NextCell).
+
+    The defaults follow the official sampler: a training prompt draws its group (by size,
+    ``group_balance``), the query's time point uniformly over the group's time points, then a
+    cell at it, and context cells at distinct time points in random order (so Δt between them
+    may be negative); the query may share a context cell's time point (Δt = 0). The options
+    ``sort_context=True, allow_same_time=False, query_sampling="cells", group_balance=None``
+    give maxtoki's earlier sampler. See ``docs/compatibility.md``.
 
     The table holds obs names and months, not tokens: inspect it, save it with
     ``DataFrame.to_csv`` (read it back with :func:`maxtoki.train.read_prompts`) and pass it to
@@ -58,9 +79,10 @@ def trajectories(
         cell into one group. Every group needs cells at ≥ 2 distinct times.
     n_context
         Number of context cells, or an inclusive ``(min, max)`` range drawn uniformly per prompt.
+        Context cells lie at distinct time points of the group; a time point repeats only when
+        the group has fewer usable time points than the prompt has context cells.
     n_prompts
-        Number of training prompts; by default one per training cell, each cell being the query
-        once. Larger numbers cycle through shuffled cells so every cell is queried equally often.
+        Number of training prompts; by default as many as there are training cells.
     task
         ``"TimeBetweenCells"``, ``"NextCell"`` or both.
     task_mix
@@ -71,6 +93,33 @@ def trajectories(
         matches every entry), e.g. ``{"cell_type": ["B cell"]}``. Training prompts use no
         held-out cell; each held-out cell is the query of one eval prompt per task, with context
         from the other cells of its group.
+    exclude_times
+        Held-out ages: an inclusive ``(min, max)`` range of months. Cells whose time lies in it
+        are never a context cell (of any prompt) nor a training query; like ``holdout`` cells,
+        each is the query of one eval prompt per task, with context from its group's cells at
+        other times. Combines with ``holdout`` (a cell is held out when either says so).
+    sort_context
+        ``False`` (official): context cells in random order, so ``dt0``, ``dt1`` can be negative.
+        ``True``: context cells sorted by time, ascending.
+    allow_same_time
+        ``True`` (official): the query's time point is drawn independently of the context's and
+        may equal a context cell's time (``dt_query = 0`` when it is the last one's); a context
+        cell is never the query cell itself. ``False``: context cells come only from the group's
+        other time points.
+    query_sampling
+        How a training prompt picks its query within its group: ``"time_points"`` (official)
+        draws one of the group's distinct time points uniformly, then a cell at it, so every age
+        is queried equally often whatever its number of cells; ``"cells"`` draws a cell
+        uniformly.
+    group_balance
+        How training prompts are shared among groups (the official ``balance_timegroups``): a
+        group of ``n`` training cells among ``G`` groups is drawn with probability proportional
+        to ``(1 - group_balance) * n + group_balance / G``: ``0`` is proportional to size, ``1``
+        uniform. As in the official formula the smoothing term is added to a cell count, so
+        ``0.1`` stays practically proportional to size for groups of more than a few cells.
+        ``None``: proportional to size, and with ``query_sampling="cells"`` no draw at all: the
+        queries cycle through the shuffled training cells, each the query equally often (once
+        when ``n_prompts`` is ``None``).
     {random_state}
     time_range
         Inclusive month range of the model's time tokens; timelapses outside it are clipped with
@@ -79,7 +128,7 @@ def trajectories(
 
     Returns
     -------
-    One row per prompt with columns
+    One row per prompt, with the options in ``df.attrs['maxtoki_trajectories']``; columns
 
     ``task``
         ``"TimeBetweenCells"`` or ``"NextCell"``.
@@ -90,7 +139,7 @@ def trajectories(
     ``n_context``
         Number of context cells.
     ``ctx0``, ``ctx1``, …
-        Obs names of the context cells, time ascending (missing when ``n_context`` is smaller).
+        Obs names of the context cells, in prompt order (missing when ``n_context`` is smaller).
     ``t_ctx0``, ``t_ctx1``, …
         Their times (months).
     ``dt0``, ``dt1``, …
@@ -105,77 +154,97 @@ def trajectories(
         if isinstance(random_state, np.random.Generator)
         else np.random.default_rng(random_state)
     )
-    obs = adata.obs
-    n_obs = adata.n_obs
-
-    checked = _check_args(task, task_mix, n_context, n_prompts, obs, time_range)
-    tasks, (k_min, k_max), (lo, hi) = checked
-
-    times = _check_times(obs, time_key)
-    groups = group_labels(obs, groupby, "AnnData")
-    held = _holdout_mask(obs, holdout, n_obs)
-
-    valid = np.isfinite(times)
-    if not valid.all():
-        warnings.warn(
-            f"{int((~valid).sum())} cells have no value in obs[{time_key!r}] and are left out of "
-            "the prompts",
-            UserWarning,
-            stacklevel=2,
-        )
-    train_cells = np.flatnonzero(valid & ~held)
-    eval_cells = np.flatnonzero(valid & held)
-    if len(train_cells) == 0 and len(eval_cells) == 0:
-        raise ValueError("no cells with a time value to build prompts from")
-    train_pools = _pools(train_cells, groups, times, what="training cells")
-    eval_pools = (
-        _pools(np.flatnonzero(valid), groups, times, what="cells") if len(eval_cells) else {}
+    tasks, (k_min, k_max), (lo, hi) = _check_args(
+        task, task_mix, n_context, n_prompts, adata.obs, time_range
     )
-    n_train = len(train_cells) if n_prompts is None else int(n_prompts)
-    if n_train and len(train_cells) == 0:
-        raise ValueError(
-            "every cell is held out; there are no training cells to build prompts from"
-        )
-    query, split, task_col = _queries(train_cells, eval_cells, n_train, tasks, task_mix, gen)
-    n = len(query)
-    ctx = np.full((n, k_max), -1, dtype=np.int64)
-    n_ctx = gen.integers(k_min, k_max + 1, size=n)
-    for i in range(n):
-        pools = train_pools if split[i] == "train" else eval_pools
-        ctx[i, : n_ctx[i]] = _draw_context(query[i], pools[groups[query[i]]], times, n_ctx[i], gen)
-    df = _table(
-        adata.obs_names, times, groups, query, split, task_col, ctx, n_ctx, (lo, hi), time_key
-    )
+    sampler = _check_sampler(sort_context, allow_same_time, query_sampling, group_balance)
+    excluded_range = _check_exclude_times(exclude_times)
+    df, n_groups = _build(
+        adata, time_key, groupby, holdout, excluded_range, n_prompts, tasks, task_mix,
+        (k_min, k_max), sampler, (lo, hi), gen,
+    )  # fmt: skip
     df.attrs["maxtoki_trajectories"] = {
         "time_key": time_key,
         "groupby": None if groupby is None else list(_as_list(groupby)),
         "n_context": [k_min, k_max],
         "task": list(tasks),
         "task_mix": float(task_mix),
+        "exclude_times": None if excluded_range is None else list(excluded_range),
+        **sampler._asdict(),
         "time_range": [lo, hi],
     }
     logg.info(
-        f"    {int((split == 'train').sum())} training and {int((split == 'eval').sum())} eval "
-        f"prompts over {len(train_pools) or len(eval_pools)} groups",
+        f"    {int((df['split'] == 'train').sum())} training and "
+        f"{int((df['split'] == 'eval').sum())} eval prompts over {n_groups} groups",
         time=start,
     )
     return df
 
 
-def _queries(train_cells, eval_cells, n_train, tasks, task_mix, gen):
+def _build(
+    adata, time_key, groupby, holdout, excluded_range, n_prompts, tasks, task_mix, k_range,
+    sampler, time_range, gen,
+):  # fmt: skip
+    """The prompt table and the number of groups: pools of cells, queries, then contexts."""
+    obs = adata.obs
+    times = _check_times(obs, time_key)
+    groups = group_labels(obs, groupby, "AnnData")
+    held = _holdout_mask(obs, holdout, adata.n_obs)
+    valid = np.isfinite(times)
+    if not valid.all():
+        warnings.warn(
+            f"{int((~valid).sum())} cells have no value in obs[{time_key!r}] and are left out of "
+            "the prompts",
+            UserWarning,
+            stacklevel=3,
+        )
+    excluded = _excluded_mask(times, excluded_range, time_key)
+    train_cells = np.flatnonzero(valid & ~held & ~excluded)
+    eval_cells = np.flatnonzero(valid & (held | excluded))
+    if len(train_cells) == 0 and len(eval_cells) == 0:
+        raise ValueError("no cells with a time value to build prompts from")
+    train_pools = _pools(train_cells, groups, times, what="training cells")
+    eval_pools = (
+        _eval_pools(np.flatnonzero(valid & ~excluded), eval_cells, groups, times, excluded_range)
+        if len(eval_cells)
+        else {}
+    )
+    n_train = len(train_cells) if n_prompts is None else int(n_prompts)
+    if n_train and len(train_cells) == 0:
+        raise ValueError(
+            "every cell is held out (by `holdout` or `exclude_times`); there are no training "
+            "cells to build prompts from"
+        )
+    train_q = _train_queries(train_cells, train_pools, n_train, sampler, gen)
+    query, split, task_col = _queries(train_q, eval_cells, tasks, task_mix, gen)
+    n = len(query)
+    k_min, k_max = k_range
+    ctx = np.full((n, k_max), -1, dtype=np.int64)
+    n_ctx = gen.integers(k_min, k_max + 1, size=n)
+    for i in range(n):
+        pools = train_pools if split[i] == "train" else eval_pools
+        ctx[i, : n_ctx[i]] = _draw_context(
+            query[i], pools[groups[query[i]]], times, n_ctx[i], gen, sampler
+        )
+    df = _table(adata.obs_names, times, groups, query, split, task_col, ctx, n_ctx, time_range,
+                time_key)  # fmt: skip
+    return df, len(train_pools) or len(eval_pools)
+
+
+def _queries(train_q, eval_cells, tasks, task_mix, gen):
     """Query cells, splits and tasks of the prompts.
 
-    Training queries cycle through shuffled training cells; each held-out cell is the query of
-    one eval prompt per task.
+    ``round(task_mix * n)`` training prompts are TimeBetweenCells, in shuffled order; each
+    held-out cell is the query of one eval prompt per task.
     """
-    queries = _cycle(train_cells, n_train, gen)
+    n_train = len(train_q)
     if len(tasks) == 2:
         n_tbc = round(task_mix * n_train)
         train_tasks = np.array([TASKS[0]] * n_tbc + [TASKS[1]] * (n_train - n_tbc), dtype=object)
         gen.shuffle(train_tasks)
     else:
         train_tasks = np.array([tasks[0]] * n_train, dtype=object)
-    rows_q, rows_task = [queries], [train_tasks]
+    rows_q, rows_task = [train_q], [train_tasks]
     rows_split = [np.array(["train"] * n_train, dtype=object)]
     if len(eval_cells):
         eq = np.repeat(eval_cells, len(tasks))
@@ -248,6 +317,71 @@ def _check_args(task, task_mix, n_context, n_prompts, obs, time_range):
     if hi <= lo:
         raise ValueError(f"time_range must be (min, max) months with max > min, got {time_range}")
     return tasks, (k_min, k_max), (lo, hi)
+
+
+def _check_sampler(sort_context, allow_same_time, query_sampling, group_balance) -> _Sampler:
+    """The sampler's options, or a clear error."""
+    for name, value in (("sort_context", sort_context), ("allow_same_time", allow_same_time)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+    if not isinstance(query_sampling, str) or query_sampling not in QUERY_SAMPLING:
+        raise ValueError(
+            f"query_sampling must be 'time_points' (a time point of the group uniformly, then a "
+            f"cell at it: the official sampler) or 'cells' (a cell uniformly), got "
+            f"{query_sampling!r}"
+        )
+    if group_balance is not None:
+        if not is_number(group_balance):
+            raise TypeError(
+                f"group_balance must be a number in [0, 1] (0: groups in proportion to their "
+                f"size, 1: uniform over groups) or None, got {group_balance!r}"
+            )
+        if not 0.0 <= group_balance <= 1.0:
+            raise ValueError(
+                f"group_balance must lie in [0, 1] (0: groups in proportion to their size, 1: "
+                f"uniform over groups), got {group_balance!r}"
+            )
+        group_balance = float(group_balance)
+    return _Sampler(bool(sort_context), bool(allow_same_time), query_sampling, group_balance)
+
+
+def _check_exclude_times(exclude_times) -> tuple[float, float] | None:
+    """The inclusive ``(min, max)`` months of ``exclude_times``, or a clear error."""
+    if exclude_times is None:
+        return None
+    if (
+        not isinstance(exclude_times, Sequence)
+        or isinstance(exclude_times, str)
+        or len(exclude_times) != 2
+        or not all(is_number(v) for v in exclude_times)
+    ):
+        raise TypeError(
+            f"exclude_times must be an inclusive (min, max) pair of months or None, got "
+            f"{exclude_times!r}; to hold out scattered ages, pass a mask to `holdout=` (e.g. "
+            "`adata.obs['age_months'].isin([...])`)"
+        )
+    lo, hi = (float(v) for v in exclude_times)
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo:
+        raise ValueError(
+            f"exclude_times must be a finite (min, max) pair of months with min <= max, got "
+            f"{exclude_times!r}"
+        )
+    return lo, hi
+
+
+def _excluded_mask(times: np.ndarray, excluded_range, time_key: str) -> np.ndarray:
+    if excluded_range is None:
+        return np.zeros(len(times), dtype=bool)
+    lo, hi = excluded_range
+    with np.errstate(invalid="ignore"):
+        mask = (times >= lo) & (times <= hi)
+    if not mask.any():
+        warnings.warn(
+            f"exclude_times {excluded_range} matches no cell's obs[{time_key!r}]",
+            UserWarning,
+            stacklevel=4,
+        )
+    return mask
 
 
 def _as_list(value: str | Sequence[str]) -> list[str]:
@@ -334,15 +468,24 @@ def _holdout_mask(obs: pd.DataFrame, holdout, n_obs: int) -> np.ndarray:
 class _Pool:
     """The cells of one group, by time point."""
 
-    __slots__ = ("cells", "index", "times")
+    __slots__ = ("cells", "counts", "flat", "index", "starts", "times")
 
     def __init__(self, cells: np.ndarray, times: np.ndarray):
         t = times[cells]
         self.times, inverse = np.unique(t, return_inverse=True)
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(self.times) + 1))
-        self.cells = [cells[order[bounds[j] : bounds[j + 1]]] for j in range(len(self.times))]
+        self.flat = cells[order]
+        self.starts, self.counts = bounds[:-1], np.diff(bounds)
+        self.cells = [self.flat[bounds[j] : bounds[j + 1]] for j in range(len(self.times))]
         self.index = {float(v): j for j, v in enumerate(self.times)}
+
+    def sample(self, m: int, how: str, gen: np.random.Generator) -> np.ndarray:
+        """``m`` cells: a time point uniformly, then a cell at it (or, ``"cells"``, a cell)."""
+        if how == "cells":
+            return self.flat[gen.integers(0, len(self.flat), size=m)]
+        tp = gen.integers(0, len(self.times), size=m)
+        return self.flat[self.starts[tp] + gen.integers(0, self.counts[tp])]
 
 
 def _pools(
@@ -365,6 +508,44 @@ def _pools(
     return pools
 
 
+def _eval_pools(context_cells, eval_cells, groups, times, excluded_range) -> dict[str, _Pool]:
+    """Pools of the eval prompts' contexts: every cell with a time outside ``exclude_times``."""
+    pools = _pools(context_cells, groups, times, what="cells")
+    missing = sorted(set(groups[eval_cells]) - set(pools))
+    if missing:
+        shown = ", ".join(repr(s) for s in missing[:10]) + (" …" if len(missing) > 10 else "")
+        raise ValueError(
+            f"{len(missing)} group(s) have no cell outside exclude_times={excluded_range} to "
+            f"serve as context for their held-out cells: {shown}. Narrow `exclude_times` or drop "
+            "these groups"
+        )
+    return pools
+
+
+def _group_probs(sizes: np.ndarray, group_balance: float | None) -> np.ndarray:
+    """The official ``get_weighted_probs``: ``(1 - b) * n + b / G``, normalised."""
+    b = 0.0 if group_balance is None else group_balance
+    w = (1.0 - b) * sizes + b / len(sizes)
+    return w / w.sum()
+
+
+def _train_queries(cells, pools: dict[str, _Pool], n: int, sampler: _Sampler, gen) -> np.ndarray:
+    """The training prompts' query cells: a group, then a time point and a cell (or a cell)."""
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if sampler.query_sampling == "cells" and sampler.group_balance is None:
+        return _cycle(cells, n, gen)
+    labels = list(pools)
+    sizes = np.array([len(pools[label].flat) for label in labels], dtype=np.float64)
+    which = gen.choice(len(labels), size=n, p=_group_probs(sizes, sampler.group_balance))
+    out = np.empty(n, dtype=np.int64)
+    for g, label in enumerate(labels):
+        rows = np.flatnonzero(which == g)
+        if len(rows):
+            out[rows] = pools[label].sample(len(rows), sampler.query_sampling, gen)
+    return out
+
+
 def _cycle(cells: np.ndarray, n: int, gen: np.random.Generator) -> np.ndarray:
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -373,21 +554,25 @@ def _cycle(cells: np.ndarray, n: int, gen: np.random.Generator) -> np.ndarray:
 
 
 def _draw_context(
-    q: int, pool: _Pool, times: np.ndarray, k: int, gen: np.random.Generator
+    q: int, pool: _Pool, times: np.ndarray, k: int, gen: np.random.Generator, sampler: _Sampler
 ) -> np.ndarray:
+    """``k`` context cells of ``pool`` for the query ``q``, never ``q`` itself.
+
+    Time points are drawn without replacement (with replacement only when there are too few),
+    then one cell at each.
+    """
     j = pool.index.get(float(times[q]))
     others = np.arange(len(pool.times))
-    if j is not None:
+    if j is not None and (not sampler.allow_same_time or np.all(pool.cells[j] == q)):
         others = others[others != j]
-    if len(others) >= k:
-        picked = np.sort(gen.choice(others, size=k, replace=False))
-    else:
-        picked = np.sort(gen.choice(others, size=k, replace=True))
+    picked = gen.choice(others, size=k, replace=len(others) < k)
+    if sampler.sort_context:
+        picked = np.sort(picked)
     out = np.empty(k, dtype=np.int64)
-    pos = 0
     for tp in np.unique(picked):
-        m = int(np.sum(picked == tp))
+        pos = np.flatnonzero(picked == tp)
         cells = pool.cells[tp]
-        out[pos : pos + m] = gen.choice(cells, size=m, replace=m > len(cells))
-        pos += m
+        if tp == j:
+            cells = cells[cells != q]
+        out[pos] = gen.choice(cells, size=len(pos), replace=len(pos) > len(cells))
     return out

@@ -268,6 +268,95 @@ case(
 )
 case(
     T,
+    "sort_context-str",
+    raw,
+    call(T, sort_context="yes"),
+    TypeError,
+    r"sort_context must be True or False, got 'yes'",
+)
+case(
+    T,
+    "allow_same_time-int",
+    raw,
+    call(T, allow_same_time=1),
+    TypeError,
+    r"allow_same_time must be True or False, got 1",
+)
+case(
+    T,
+    "query_sampling-unknown",
+    raw,
+    call(T, query_sampling="uniform"),
+    match=r"query_sampling must be 'time_points' .* or 'cells' .*, got 'uniform'",
+)
+case(
+    T,
+    "group_balance-above-1",
+    raw,
+    call(T, group_balance=2.0),
+    match=r"group_balance must lie in \[0, 1\] \(0: groups in proportion to their size",
+)
+case(
+    T,
+    "group_balance-str",
+    raw,
+    call(T, group_balance="0.1"),
+    TypeError,
+    r"group_balance must be a number in \[0, 1\] .* or None",
+)
+case(
+    T,
+    "exclude_times-scalar",
+    raw,
+    call(T, exclude_times=360),
+    TypeError,
+    r"exclude_times must be an inclusive \(min, max\) pair of months .* pass a mask to `holdout=`",
+)
+case(
+    T,
+    "exclude_times-reversed",
+    raw,
+    call(T, exclude_times=(500, 100)),
+    match=r"exclude_times must be a finite \(min, max\) pair of months with min <= max",
+)
+case(
+    T,
+    "exclude_times-NaN",
+    raw,
+    call(T, exclude_times=(np.nan, 100)),
+    match=r"exclude_times must be a finite \(min, max\) pair",
+)
+case(
+    T,
+    "exclude_times-every-age",
+    raw,
+    call(T, exclude_times=(-1e6, 1e6)),
+    match=r"no cell outside exclude_times=.*Narrow `exclude_times`",
+)
+works(
+    T,
+    "exclude_times-matches-nothing",
+    raw,
+    call(T, exclude_times=(-50, -10)),
+    warns=r"exclude_times \(-50\.0, -10\.0\) matches no cell",
+    unchanged=True,
+)
+works(
+    T,
+    "exclude_times-with-holdout",
+    raw,
+    call(T, exclude_times=(0, 400), holdout={"sex": "female"}),
+    unchanged=True,
+)
+works(
+    T,
+    "legacy-sampler",
+    raw,
+    call(T, sort_context=True, allow_same_time=False, query_sampling="cells", group_balance=None),
+    unchanged=True,
+)
+case(
+    T,
     "time_range-reversed",
     raw,
     call(T, time_range=(10, 0)),

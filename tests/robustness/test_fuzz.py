@@ -282,6 +282,11 @@ def trajectory_cases(draw):
         ),
         task_mix=draw(st.sampled_from([0.0, 0.5, 0.8, 1.0])),
         holdout=holdout,
+        exclude_times=draw(st.sampled_from([None, None, (0.0, 30.0), (200.0, 700.0)])),
+        sort_context=draw(st.booleans()),
+        allow_same_time=draw(st.booleans()),
+        query_sampling=draw(st.sampled_from(["time_points", "cells"])),
+        group_balance=draw(st.sampled_from([None, 0.0, 0.1, 1.0])),
         time_range=draw(st.sampled_from([(-1500, 1499), (-60, 60), (-1000, 1000)])),
         seed=draw(st.integers(0, 1000)),
         cell_lengths=draw(st.lists(st.integers(0, 8), min_size=n, max_size=n)),
@@ -312,12 +317,22 @@ def _check_table(df: pd.DataFrame, case: dict) -> None:
         held = case["holdout"]
     elif isinstance(case["holdout"], dict):
         held = obs["cell_type"].isin(np.atleast_1d(case["holdout"]["cell_type"])).to_numpy()
-    held = pd.Series(held, index=obs.index)
-    train_cells = obs.index[times.notna().to_numpy() & ~held.to_numpy()]
+    excluded = np.zeros(len(obs), bool)
+    if case["exclude_times"] is not None:
+        excluded = times.between(*case["exclude_times"]).to_numpy()
+    held = pd.Series(held | excluded, index=obs.index)
+    excluded = pd.Series(excluded, index=obs.index)
+    train_mask = times.notna().to_numpy() & ~held.to_numpy()
+    train_cells = obs.index[train_mask]
+    context_cells = {  # the cells a prompt's context may come from, by split
+        "train": obs.index[train_mask],
+        "eval": obs.index[times.notna().to_numpy() & ~excluded.to_numpy()],
+    }
     train = df[df["split"] == "train"]
     n_train = len(train_cells) if case["n_prompts"] is None else case["n_prompts"]
     assert len(train) == n_train
-    if case["n_prompts"] is None:  # every training cell is the query once
+    cycled = case["query_sampling"] == "cells" and case["group_balance"] is None
+    if case["n_prompts"] is None and cycled:  # every training cell is the query once
         assert sorted(train["query"]) == sorted(train_cells)
     assert set(df["task"]) <= tasks
     if len(tasks) == 2:
@@ -329,14 +344,23 @@ def _check_table(df: pd.DataFrame, case: dict) -> None:
         assert all(isinstance(c, str) for c in ctx)
         assert all(getattr(row, f"ctx{j}") is None for j in range(k, k_max))
         t = [times[c] for c in ctx]
-        assert t == sorted(t)  # context in time order
+        t_q = times[row.query]
+        if case["sort_context"]:
+            assert t == sorted(t)  # context in time order
+        if not case["allow_same_time"]:
+            assert t_q not in t  # the query's time differs from every context time
         assert row.query not in ctx
-        assert times[row.query] not in t  # the query's time differs from every context time
         assert {groups[c] for c in [*ctx, row.query]} == {row.group}  # one group, no mixing
+        # context time points are distinct when the group has enough usable ones
+        pool = [c for c in context_cells[row.split] if groups[c] == row.group and c != row.query]
+        usable = {times[c] for c in pool} - (set() if case["allow_same_time"] else {t_q})
+        if len(usable) >= k:
+            assert len(set(t)) == k
         for j in range(k - 1):
             dt = getattr(row, f"dt{j}")
             assert dt == min(max(round(t[j + 1] - t[j]), lo), hi)
-        assert row.dt_query == min(max(round(times[row.query] - t[-1]), lo), hi)
+        assert row.dt_query == min(max(round(t_q - t[-1]), lo), hi)
+        assert not excluded[ctx].any()  # held-out ages are never context
         if row.split == "train":
             assert not held[[*ctx, row.query]].any()
         else:
@@ -385,7 +409,9 @@ def test_prompts_are_well_formed_or_refused(case):
                 adata, time_key="age_months", groupby=case["groupby"],
                 n_context=case["n_context"], n_prompts=case["n_prompts"], task=case["task"],
                 task_mix=case["task_mix"], holdout=case["holdout"], random_state=case["seed"],
-                time_range=case["time_range"],
+                time_range=case["time_range"], exclude_times=case["exclude_times"],
+                sort_context=case["sort_context"], allow_same_time=case["allow_same_time"],
+                query_sampling=case["query_sampling"], group_balance=case["group_balance"],
             )  # fmt: skip
     except (ValueError, TypeError) as e:
         event("trajectories refused")
