@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._vocab import GeneVocab
+from .._vocab import GENE_MEDIANS_FILE, TOKEN_DICTIONARY_FILE, GeneVocab
 
 MANIFEST = "manifest.json"
 STORE_FORMAT = "maxtoki-token-store"
@@ -280,3 +281,55 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, f)
+
+
+# --- writing a store (shared by mt.pp.tokenize_corpus and mt.pp.read_tokenized) -----------------
+def shard_name(file_index: int, start: int) -> str:
+    """The folder name of the shard of input ``file_index`` starting at row ``start``."""
+    return f"f{file_index:05d}-r{start:012d}"
+
+
+def interrupted_start(out: Path, vocab: GeneVocab) -> bool:
+    """Whether ``out`` (no manifest) holds only what a first run stopped before its manifest writes.
+
+    That is the vocabulary folder (complete with this vocabulary, or partly written) and
+    temporary files; such a folder is started afresh, anything else is refused.
+    """
+    vocab_files = {TOKEN_DICTIONARY_FILE, GENE_MEDIANS_FILE}
+    for entry in out.iterdir():
+        if entry.name.startswith(".tmp-") or entry.name == f".{MANIFEST}.tmp":
+            continue
+        if entry.name != VOCAB_DIR or not entry.is_dir():
+            return False
+        names = {p.name for p in entry.iterdir()}
+        if not names <= vocab_files | {f".{n}.tmp" for n in vocab_files}:
+            return False
+        if vocab_files <= names:
+            try:
+                same = GeneVocab.load(entry).hash == vocab.hash
+            except (OSError, ValueError, TypeError, KeyError):
+                same = True  # a half-written file of our own
+            if not same:
+                return False
+    return True
+
+
+def write_shard(out: Path, name: str, tokens: np.ndarray, lengths: np.ndarray,
+                meta: pd.DataFrame) -> None:
+    """Write one shard under a temporary name (fsynced), then rename it into ``shards/``."""
+    tmp = out / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    for fname, arr in (("tokens.npy", tokens), ("offsets.npy", offsets)):
+        with (tmp / fname).open("wb") as fh:
+            np.save(fh, arr)
+            fh.flush()
+            os.fsync(fh.fileno())
+    meta.to_csv(tmp / "obs.csv", index=False)
+    final = out / SHARDS_DIR / name
+    if final.exists():
+        shutil.rmtree(final)
+    os.rename(tmp, final)

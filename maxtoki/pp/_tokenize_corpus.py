@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import logging as logg
 from .._keys import token_dtype
-from .._vocab import GENE_MEDIANS_FILE, TOKEN_DICTIONARY_FILE, GeneVocab
+from .._vocab import GeneVocab
 from ._chunks import (
     check_overlap,
     chunk_bounds,
@@ -24,15 +24,17 @@ from ._chunks import (
     validate_params,
 )
 from ._token_store import (
-    MANIFEST,
     SHARDS_DIR,
     STORE_FORMAT,
     STORE_VERSION,
     VOCAB_DIR,
     TokenStore,
+    interrupted_start,
     read_manifest,
+    shard_name,
     write_manifest,
 )
+from ._token_store import write_shard as _write_shard  # a module attribute: tests patch it
 
 DEFAULT_CORPUS_CHUNK_SIZE = 10_000
 
@@ -136,7 +138,7 @@ def tokenize_corpus(
     }
     manifest = read_manifest(out) if out.exists() else None
     if manifest is None:
-        if out.exists() and any(out.iterdir()) and not _interrupted_start(out, vocab):
+        if out.exists() and any(out.iterdir()) and not interrupted_start(out, vocab):
             raise ValueError(f"{str(out)!r} exists and is not a token store; use a new out_dir")
         out.mkdir(parents=True, exist_ok=True)
         vocab.save(out / VOCAB_DIR)
@@ -161,7 +163,7 @@ def tokenize_corpus(
     with numba_threads():
         for fi, info in enumerate(infos):
             bounds = chunk_bounds(info["n_obs"], params["chunk_size"])
-            todo = [(s, e) for s, e in bounds if _shard_name(fi, s) not in done]
+            todo = [(s, e) for s, e in bounds if shard_name(fi, s) not in done]
             if not todo:
                 continue
             n_written += _tokenize_file(fi, info, todo, out, manifest, vocab, params, obs_keys,
@@ -171,35 +173,6 @@ def tokenize_corpus(
     store = TokenStore(out)
     logg.info(f"    finished: {n_written} new shard(s); {store!r}", time=start)
     return store
-
-
-def _interrupted_start(out: Path, vocab: GeneVocab) -> bool:
-    """Whether ``out`` (no manifest) holds only what a first run stopped before its manifest writes.
-
-    That is the vocabulary folder (complete with this vocabulary, or partly written) and
-    temporary files; such a folder is started afresh, anything else is refused.
-    """
-    vocab_files = {TOKEN_DICTIONARY_FILE, GENE_MEDIANS_FILE}
-    for entry in out.iterdir():
-        if entry.name.startswith(".tmp-") or entry.name == f".{MANIFEST}.tmp":
-            continue
-        if entry.name != VOCAB_DIR or not entry.is_dir():
-            return False
-        names = {p.name for p in entry.iterdir()}
-        if not names <= vocab_files | {f".{n}.tmp" for n in vocab_files}:
-            return False
-        if vocab_files <= names:
-            try:
-                same = GeneVocab.load(entry).hash == vocab.hash
-            except (OSError, ValueError, TypeError, KeyError):
-                same = True  # a half-written file of our own
-            if not same:
-                return False
-    return True
-
-
-def _shard_name(file_index: int, start: int) -> str:
-    return f"f{file_index:05d}-r{start:012d}"
 
 
 def _check_resume(manifest, vocab, store_params, infos, out) -> None:
@@ -247,7 +220,7 @@ def _tokenize_file(fi, info, todo, out, manifest, vocab, params, obs_keys, layer
                 check_overlap(enc.in_vocab, enc.total, params["min_overlap"],
                               params["min_overlap"], plan, f" of {path} (cells {s:,}–{e - 1:,})")
                 first = False
-            name = _shard_name(fi, s)
+            name = shard_name(fi, s)
             meta = pd.DataFrame({"source_file": path, "obs_name": np.asarray(obs_names[s:e])})
             if obs is not None:
                 for k in obs_keys:
@@ -262,23 +235,3 @@ def _tokenize_file(fi, info, todo, out, manifest, vocab, params, obs_keys, layer
         a.file.close()
     logg.info(f"    {path}: done", time=t0)
     return len(todo)
-
-
-def _write_shard(out: Path, name: str, tokens: np.ndarray, lengths: np.ndarray,
-                 meta: pd.DataFrame) -> None:
-    tmp = out / f".tmp-{name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    for fname, arr in (("tokens.npy", tokens), ("offsets.npy", offsets)):
-        with (tmp / fname).open("wb") as fh:
-            np.save(fh, arr)
-            fh.flush()
-            os.fsync(fh.fileno())
-    meta.to_csv(tmp / "obs.csv", index=False)
-    final = out / SHARDS_DIR / name
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)

@@ -240,6 +240,7 @@ class PromptDataset:
         self.vocab = vocab
         self.max_length = _check_max_length(max_length)
         self.tokens = tokens
+        self._prompts = prompts  # for the columns to_hf_dataset copies
         _check_max_genes(max_genes_per_cell)
         self.encoder = PromptEncoder(
             vocab, max_length=self.max_length, max_genes=max_genes_per_cell, truncate=truncate
@@ -335,6 +336,129 @@ class PromptDataset:
             )
         except ValueError as e:
             raise ValueError(f"prompt {i}: {e}") from None
+
+    # -- export
+    def to_hf_dataset(self, *, keys: Sequence[str] = (), **kwargs: Any):
+        """Export the prompts in the official MaxToki layout, as a Hugging Face dataset.
+
+        One row per prompt with the columns of the official cell paragraph assembler
+        (``data_prep/cell_paragraph_assembler.py``, ``is_train=True``), whose ``input_ids`` the
+        official training and prediction code reads (``train.py``, ``predict.py``): save it
+        with ``ds.save_to_disk(path)`` and pass the folder as their dataset, with the token
+        dictionary of the same vocabulary (``vocab.save(folder)`` writes
+        ``token_dictionary.json``). Streams prompt by prompt through
+        :meth:`datasets.Dataset.from_generator` (memory stays bounded; ``datasets`` writes Arrow
+        files to its cache).
+
+        Parameters
+        ----------
+        keys
+            Columns of the prompt table to copy (e.g. ``["query", "group", "split"]``).
+        **kwargs
+            Passed to :meth:`datasets.Dataset.from_generator` (e.g. ``cache_dir``).
+
+        Returns
+        -------
+        A :class:`datasets.Dataset` with
+
+        ``input_ids``
+            The prompt and its answer (int32), as the official assembler joins them:
+            ``… <boq> <bos> query <eos> <eoq> Δt`` (TimeBetweenCells: the answer is the time
+            token of ``dt_query``) or ``… <boq> Δt <eoq> <bos> query <eos>`` (NextCell). The
+            official collator tells the tasks apart by the token after ``<eoq>`` and puts the
+            loss on the answer. The prompt is :class:`~maxtoki.pp.PromptEncoder`'s
+            (``self[i]['input_ids']``); with ``max_length``, a TimeBetweenCells prompt is fitted
+            to ``max_length - 1`` tokens so that prompt and answer fit ``max_length`` (as the
+            official assembler fits them).
+        ``response_len``
+            Number of answer tokens (1 for TimeBetweenCells).
+        ``timesteps``, ``cell_indices``
+            As in the official blueprint: the timelapses in months (``dt0``, … then
+            ``dt_query``) and the token-source rows of the context cells then the query.
+        ``task``
+            ``"TimeBetweenCells"`` or ``"NextCell"`` (the official code does not read it).
+
+        and the ``keys`` columns.
+        """
+        try:
+            import datasets
+        except ImportError:
+            raise ImportError(
+                "PromptDataset.to_hf_dataset needs the optional `datasets` package: "
+                "pip install datasets"
+            ) from None
+        keys = [keys] if isinstance(keys, str) else [str(k) for k in keys]
+        own = ("input_ids", "response_len", "timesteps", "cell_indices", "task")
+        missing = [k for k in keys if k not in self._prompts.columns or k in own]
+        if missing:
+            raise ValueError(
+                f"keys {missing} are not columns of the prompt table (or name an exported "
+                f"column {list(own)}); pass some of {list(self._prompts.columns)}"
+            )
+        feats = {
+            "input_ids": datasets.Sequence(datasets.Value("int32")),
+            "response_len": datasets.Value("int32"),
+            "timesteps": datasets.Sequence(datasets.Value("int64")),
+            "cell_indices": datasets.Sequence(datasets.Value("int64")),
+            "task": datasets.Value("string"),
+        }
+        extra = {}
+        for k in keys:
+            feats[k], extra[k] = _hf_column(self._prompts[k], datasets)
+        enc = self.encoder
+        fit = None if enc.max_length is None else max(enc.max_length - 1, 3)
+        tbc = PromptEncoder(self.vocab, max_length=fit, max_genes=enc.max_genes,
+                            truncate=enc.truncate)  # fmt: skip
+
+        def gen():
+            for i in range(len(self)):
+                yield {**self._official_row(i, tbc), **{k: v[i] for k, v in extra.items()}}
+
+        try:
+            return datasets.Dataset.from_generator(
+                gen, features=datasets.Features(feats), **kwargs
+            )
+        except Exception as e:  # datasets wraps the generator's errors: re-raise a clear one
+            if isinstance(e.__cause__, ValueError):
+                raise e.__cause__ from None
+            raise
+
+    def _official_row(self, i: int, tbc: PromptEncoder) -> dict[str, Any]:
+        """Prompt ``i`` in the official layout (prompt then answer; see :meth:`to_hf_dataset`)."""
+        k = int(self.n_ctx[i])
+        task = TASKS[int(self.task[i])]
+        rows = [int(c) for c in self.ctx[i, :k]] + [int(self.query[i])]
+        dts, dt_query = self.dts[i, : k - 1], int(self.dt_query[i])
+        cells = [self.tokens[r] for r in rows]
+        try:
+            if task == "TimeBetweenCells":
+                ex = tbc.encode(cells[:-1], dts, task=task, query=cells[-1], dt_query=dt_query)
+                ids = np.append(ex["input_ids"], tbc.time_token(dt_query))
+            else:
+                ex = self.encoder.encode(cells[:-1], dts, task=task, query=cells[-1],
+                                         dt_query=dt_query)  # fmt: skip
+                ids = ex["input_ids"]
+        except ValueError as e:
+            raise ValueError(f"prompt {i}: {e}") from None
+        return {
+            "input_ids": ids.astype(np.int32),
+            "response_len": len(ids) - int(ex["eoq_pos"]) - 1,
+            "timesteps": [*(int(d) for d in dts), dt_query],
+            "cell_indices": rows,
+            "task": task,
+        }
+
+
+def _hf_column(col: pd.Series, datasets) -> tuple[Any, list]:
+    """A table column as a ``datasets`` feature and its values (missing values as ``None``)."""
+    values = col.astype(object).where(col.notna(), None).tolist()
+    if pd.api.types.is_bool_dtype(col.dtype):
+        return datasets.Value("bool"), values
+    if pd.api.types.is_integer_dtype(col.dtype):
+        return datasets.Value("int64"), [None if v is None else int(v) for v in values]
+    if pd.api.types.is_float_dtype(col.dtype):
+        return datasets.Value("float64"), [None if v is None else float(v) for v in values]
+    return datasets.Value("string"), [None if v is None else str(v) for v in values]
 
 
 # --- stage 1 ------------------------------------------------------------------------------------

@@ -607,6 +607,125 @@ case(
 )
 
 
+# pp.read_tokenized --------------------------------------------------------------------------
+# It reads a Hugging Face dataset (a folder or a datasets.Dataset), not an AnnData.
+import bad_input  # noqa: E402
+
+bad_input.NOT_ADATA = (*bad_input.NOT_ADATA, "pp.read_tokenized")
+T = "pp.read_tokenized"
+
+
+def hf_cells(*cells: list[int], saved: str | None = None, **columns: Any) -> Callable[[], Any]:
+    """Cells as the official tokenizer lays them out (a saved folder when ``saved`` is named)."""
+
+    def build():
+        import datasets
+
+        ds = datasets.Dataset.from_dict({"input_ids": [list(c) for c in cells], **columns})
+        if saved is None:
+            return ds
+        path = tmp_path_of("hf") / f"{saved}.dataset"
+        if not path.exists():
+            ds.save_to_disk(str(path))
+        return path
+
+    return build
+
+
+def read_tok(**kw: Any) -> Callable[[Any], Any]:
+    return lambda data: mt.pp.read_tokenized(data, **kw)
+
+
+OK_CELLS = ([2, 5, 6, 3], [2, 7, 3])
+case(
+    T,
+    "missing-folder",
+    lambda: tmp_root() / "nope.dataset",
+    read_tok(),
+    match=r"nope\.dataset' does not exist; pass the folder the official tokenizer wrote",
+)
+case(
+    T,
+    "not-a-dataset-folder",
+    lambda: tmp_path_of("not-a-dataset"),
+    read_tok(),
+    match=r"is not a saved Hugging Face dataset .*`Dataset\.save_to_disk`",
+)
+case(
+    T,
+    "a-list",
+    lambda: [[2, 5, 3]],
+    read_tok(),
+    TypeError,
+    r"data must be the folder of a saved Hugging Face dataset .* got list",
+)
+case(
+    T,
+    "DatasetDict",
+    lambda: hf_cells(*OK_CELLS)(),
+    lambda ds: mt.pp.read_tokenized(__import__("datasets").DatasetDict({"train": ds})),
+    match=r"a DatasetDict with splits \['train'\]; pass one split, e\.g\. `data\['train'\]`",
+)
+case(
+    T,
+    "no-input_ids",
+    lambda: __import__("datasets").Dataset.from_dict({"ids": [[2, 5, 3]]}),
+    read_tok(),
+    match=r"no 'input_ids' column .*official tokenizer",
+)
+case(
+    T,
+    "ids-of-another-dictionary",
+    hf_cells([2, 5, 3], [2, 90_000, 3], saved="foreign"),
+    read_tok(),
+    match=r"cell 1 holds token id 90000, outside .* another token dictionary .*GeneVocab\.from_",
+)
+case(
+    T,
+    "a-prompt-dataset",
+    hf_cells([2, 5, 3, 21_790, 2, 6, 3, 23_275, 2, 7, 3, 23_276]),
+    read_tok(),
+    match=r"time and question tokens, so this looks like an assembled prompt",
+)
+case(
+    T,
+    "time-token-with-the-temporal-vocabulary",
+    hf_cells([2, 5, 21_790, 3]),
+    read_tok(vocab=mt.pp.GeneVocab.official(temporal=True)),
+    match=r"cell 0 holds '15' .*assembled prompt \(cell paragraph\) dataset",
+)
+case(T, "no-bos", hf_cells([5, 6, 3]), read_tok(), match=r"cell 0 does not start with <bos>")
+case(T, "no-eos", hf_cells([2, 5, 6]), read_tok(), match=r"cell 0 does not end with <eos>")
+case(T, "padded", hf_cells(*OK_CELLS, [2, 5, 3, 0]), read_tok(), match=r"strip the <pad>")
+case(T, "gene-twice", hf_cells([2, 5, 6, 5, 3]), read_tok(), match=r"lists gene .* twice")
+case(T, "one-token", hf_cells([2]), read_tok(), match=r"cell 0 has 1 token\(s\)")
+case(
+    T,
+    "obs_keys-missing",
+    hf_cells(*OK_CELLS, time=[1, 2]),
+    read_tok(obs_keys=["tissue"]),
+    match=r"obs_keys \['tissue'\] are not columns of the dataset; pass some of \['time'\]",
+)
+case(
+    T,
+    "duplicated-cell-ids",
+    hf_cells(*OK_CELLS, unique_cell_id=["c", "c"]),
+    read_tok(),
+    match=r"'unique_cell_id' .* has duplicates; .*or None to name the cells by row position",
+)
+case(T, "vocab-dict", hf_cells(*OK_CELLS), read_tok(vocab={}), TypeError, r"vocab must be a")
+case(T, "chunk_size-0", hf_cells(*OK_CELLS), read_tok(chunk_size=0), match=r"chunk_size must")
+case(
+    T,
+    "out_dir-holds-a-file",
+    hf_cells(*OK_CELLS, saved="ok"),
+    lambda p: mt.pp.read_tokenized(p, out_dir=fx().path.parent),
+    match=r"exists and is not a token store; use a new out_dir",
+)
+works(T, "a-saved-dataset", hf_cells(*OK_CELLS, saved="ok"), read_tok(), unchanged=True)
+works(T, "an-in-memory-dataset", hf_cells(*OK_CELLS, time=[1, 2]), read_tok(), unchanged=True)
+
+
 @pytest.mark.parametrize("c", cases_of("pp"), ids=lambda c: c.id)
 def test_bad_input(c):
     run_case(c)
