@@ -272,7 +272,7 @@ def _table(obs_names, times, groups, query, split, task_col, ctx, n_ctx, time_ra
             f"{n_clip} timelapses lie outside the time-token range [{lo}, {hi}] months and were "
             f"clipped to it; check the units of obs[{time_key!r}] (months expected)",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         dt, dt_q = np.clip(dt, lo, hi), np.clip(dt_q, lo, hi)
     data: dict[str, Any] = {
@@ -447,7 +447,7 @@ def _holdout_mask(obs: pd.DataFrame, holdout, n_obs: int) -> np.ndarray:
             vals = [values] if isinstance(values, str) or np.ndim(values) == 0 else list(values)
             mask &= obs[key].isin(vals).to_numpy()
         if not mask.any():
-            warnings.warn(f"holdout {dict(holdout)!r} matches no cell", UserWarning, stacklevel=3)
+            warnings.warn(f"holdout {dict(holdout)!r} matches no cell", UserWarning, stacklevel=4)
         return mask
     if isinstance(holdout, pd.Series):
         if not holdout.index.equals(obs.index):
