@@ -97,3 +97,21 @@ def test_readme_usage_runs(tmp_path):
         timeout=900,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_test_folders_shadow_no_installed_package():
+    """``tests/`` is on the import path, so a folder named like a package would shadow it.
+
+    A ``tests/datasets`` folder once made ``import datasets`` succeed as an empty namespace
+    package where the Hugging Face package was missing.
+    """
+    import importlib.util
+
+    tests = Path(__file__).parent
+    folders = [p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+    third_party = {"datasets", "transformers", "torch", "numba", "scanpy", "anndata", "mudata"}
+    assert not set(folders) & third_party, f"rename the test folders {set(folders) & third_party}"
+    for name in folders:
+        spec = importlib.util.find_spec(name)
+        where = None if spec is None else spec.origin or list(spec.submodule_search_locations)
+        assert spec is None or str(tests) in str(where), f"tests/{name} shadows {where}"
