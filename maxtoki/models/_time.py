@@ -113,12 +113,16 @@ def init_time_token_embeddings(
     include_lm_head: bool = True,
     random_state: torch.Generator | int | None = None,
 ) -> None:
-    """Initialise the time-token rows as a smooth curve in their month value (in place).
+    """Initialise the time-token rows as a smooth curve in the months they stand for (in place).
 
     ``n_anchors`` random vectors, drawn with the per-dimension mean and std of the other rows,
     sit at evenly spaced months; every time token is the linear interpolation of its two
     neighbouring anchors. Neighbouring months thus start almost equal and distant months
-    differ, which made the timelapse regression train much faster than random rows.
+    differ, which made the timelapse regression train much faster than random rows. A time
+    token stands for its value in months as an input (the Δt of a prompt) and for
+    ``time_scale ×`` its value as an output (the answer), so the ``lm_head`` rows follow
+    ``time_scale × v`` (clipped to the range of months), and with the official scale of 200
+    the answer tokens −7…7 span the whole curve instead of sitting on one anchor.
 
     Parameters
     ----------
@@ -142,6 +146,8 @@ def init_time_token_embeddings(
     if include_lm_head and not config.tie_word_embeddings:
         weights.append(model.lm_head.weight)
     generator = _generator(random_state, torch.device("cpu"))
+    values = torch.arange(len(times), dtype=torch.float32) + config.time_min_months
+    lo, hi = float(values[0]), float(values[-1])
     for weight in weights:
         others = torch.ones(weight.shape[0], dtype=torch.bool)
         others[times.start : times.stop] = False
@@ -152,7 +158,8 @@ def init_time_token_embeddings(
             mean = torch.zeros(weight.shape[1])
             std = torch.full((weight.shape[1],), config.initializer_range)
         anchors = mean + std * torch.randn(n_anchors, weight.shape[1], generator=generator)
-        where = torch.linspace(0, n_anchors - 1, len(times))
+        scale = 1.0 if weight is model.model.embed_tokens.weight else config.time_scale
+        where = ((values * scale).clamp(lo, hi) - lo) / (hi - lo) * (n_anchors - 1)
         left = where.floor().long().clamp(max=n_anchors - 2)
         frac = (where - left)[:, None]
         rows = (1 - frac) * anchors[left] + frac * anchors[left + 1]

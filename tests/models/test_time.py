@@ -167,8 +167,8 @@ def test_resize_to_temporal_vocabulary():
         model.resize_token_embeddings(50)
 
 
-def test_resize_mean_init_and_init_helper():
-    model = MaxToki(
+def _small_time_model(time_scale):
+    return MaxToki(
         MaxTokiConfig(
             vocab_size=40,
             hidden_size=16,
@@ -176,13 +176,35 @@ def test_resize_mean_init_and_init_helper():
             num_hidden_layers=1,
             num_attention_heads=2,
             n_time_tokens=20,
+            time_min_months=-10,
+            time_scale=time_scale,
         )
     )
+
+
+def _smooth(rows):
+    """Neighbouring rows closer than the two ends: a curve, not random rows."""
+    return (rows[1:] - rows[:-1]).norm(dim=1).max() < (rows[0] - rows[-1]).norm()
+
+
+def test_resize_mean_init_and_init_helper():
+    model = _small_time_model(time_scale=1.0)
     model.resize_token_embeddings(62, time_token_init="mean", random_state=0)
     times = model.model.embed_tokens.weight[40:60].detach()
     assert (times - times.mean(0)).abs().max() < 0.01
     init_time_token_embeddings(model, n_anchors=4, random_state=1)
-    head_times = model.lm_head.weight[40:60].detach()
-    assert (head_times[1:] - head_times[:-1]).norm(dim=1).max() < (
-        head_times[0] - head_times[-1]
-    ).norm()
+    assert _smooth(model.lm_head.weight[40:60].detach())
+    assert _smooth(model.model.embed_tokens.weight[40:60].detach())
+
+
+def test_init_places_answer_rows_at_scaled_months():
+    """Inputs stand for v months, answers for time_scale × v: the lm_head curve is stretched."""
+    model = _small_time_model(time_scale=200.0)
+    model.resize_token_embeddings(62, random_state=0)
+    init_time_token_embeddings(model, n_anchors=4, random_state=1)
+    head = model.lm_head.weight[40:60].detach()  # values -10 … 9
+    assert _smooth(model.model.embed_tokens.weight[40:60].detach())
+    # every non-zero answer is ≥ 200 months away and clips to an end of the −10…9 range
+    torch.testing.assert_close(head[:10], head[:1].expand(10, -1))
+    torch.testing.assert_close(head[11:], head[-1:].expand(9, -1))
+    assert (head[10] - head[0]).norm() > 0 and (head[10] - head[-1]).norm() > 0
