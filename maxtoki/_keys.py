@@ -43,6 +43,13 @@ SLOTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("var", "{k}_token_id"),
         ("uns", "{k}_tokens"),
     ),
+    "mt.pp.read_tokenized (a new AnnData)": (
+        ("obsm", "{k}_tokens"),
+        ("obs", "{k}_n_tokens"),
+        ("obs", "{k}_empty"),
+        ("var", "{k}_token_id"),
+        ("uns", "{k}_tokens"),
+    ),
     "mt.tl.embed": (("obsm", "X_{k}"), ("uns", "{k}")),
     "mt.tl.predict_time": (
         ("obs", "{k}_age"),

@@ -609,9 +609,6 @@ case(
 
 # pp.read_tokenized --------------------------------------------------------------------------
 # It reads a Hugging Face dataset (a folder or a datasets.Dataset), not an AnnData.
-import bad_input  # noqa: E402
-
-bad_input.NOT_ADATA = (*bad_input.NOT_ADATA, "pp.read_tokenized")
 T = "pp.read_tokenized"
 
 
