@@ -59,3 +59,14 @@ def test_docstrings_have_their_fragments(package):
             head = FRAGMENTS[fragment].splitlines()
             if re.search(rf"^\s+{fragment}\s*$", doc, re.M):
                 assert head[1].strip() in doc, f"{package}.{name}: `{fragment}` not from _docs.py"
+
+
+def test_every_compatibility_row_names_a_test_that_exists():
+    """The table of docs/compatibility.md: each row's test is a real test function."""
+    rows = [r for r in (DOCS / "compatibility.md").read_text().splitlines() if r.startswith("| ")]
+    tests = [re.search(r"`(tests/[\w/]+\.py)::(\w+)`", r) for r in rows[1:]]
+    assert len(rows) > 15 and all(tests), "every row ends with `tests/<file>.py::<test>`"
+    root = DOCS.parent
+    for match in tests:
+        path, name = match.groups()
+        assert re.search(rf"^def {name}\(", (root / path).read_text(), re.M), f"{path}::{name}"
