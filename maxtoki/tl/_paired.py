@@ -97,12 +97,18 @@ def paired_comparison(
 def paired_statistics(
     difference: np.ndarray, donors: np.ndarray, *, n_boot: int, ci: float, gen: np.random.Generator
 ) -> dict[str, float]:
-    """Donor-level effect, bootstrap interval and two paired tests of the differences."""
+    """Donor-level effect, bootstrap interval and two paired tests of the differences.
+
+    With fewer than two donors there is no spread to resample: interval and p-values are NaN.
+    """
     from scipy.stats import wilcoxon
 
     _, codes = np.unique(donors, return_inverse=True)
     means = np.bincount(codes, weights=difference) / np.bincount(codes)
     effect = float(means.mean())
+    if len(means) < 2:
+        nan = float("nan")
+        return dict(zip(_STATS, (len(means), effect, nan, nan, nan, nan), strict=True))
     boot = gen.choice(means, size=(n_boot, len(means))).mean(axis=1)
     alpha = (1.0 - ci) / 2.0
     lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
@@ -112,14 +118,18 @@ def paired_statistics(
     p_wilcoxon = np.nan
     if len(means) >= 2 and np.any(means != 0):
         p_wilcoxon = float(wilcoxon(means).pvalue)
-    return {
-        "n_donors": len(means),
-        "effect_months": effect,
-        "ci_low_months": float(lo),
-        "ci_high_months": float(hi),
-        "pval_wilcoxon": p_wilcoxon,
-        "pval_permutation": p_perm,
-    }
+    values = (len(means), effect, float(lo), float(hi), p_wilcoxon, p_perm)
+    return dict(zip(_STATS, values, strict=True))
+
+
+_STATS = (
+    "n_donors",
+    "effect_months",
+    "ci_low_months",
+    "ci_high_months",
+    "pval_wilcoxon",
+    "pval_permutation",
+)
 
 
 def paired_rows(

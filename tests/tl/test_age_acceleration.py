@@ -126,9 +126,27 @@ def test_paired_statistics_recover_a_known_difference():
         small_p += s["pval_permutation"] < 0.05 and s["pval_wilcoxon"] < 0.05
     assert covered >= 17 and small_p == 20
     nulls = [
-        paired_statistics(
-            rng.normal(0, 40, len(donors)), donors, n_boot=500, ci=0.95, gen=rng
-        )["pval_permutation"]
+        paired_statistics(rng.normal(0, 40, len(donors)), donors, n_boot=500, ci=0.95, gen=rng)[
+            "pval_permutation"
+        ]
         for _ in range(200)
     ]
     assert 0.01 < np.mean(np.asarray(nulls) < 0.05) < 0.1  # calibrated under the null
+
+
+def test_paired_statistics_of_one_donor_are_nan():
+    """One donor has no spread to resample: the effect is reported, interval and p-values NaN."""
+    from maxtoki.tl._paired import paired_statistics
+
+    s = paired_statistics(
+        np.array([10.0, 30.0]),
+        np.array(["d0", "d0"]),
+        n_boot=100,
+        ci=0.95,
+        gen=np.random.default_rng(0),
+    )
+    assert s["n_donors"] == 1 and s["effect_months"] == 20.0
+    assert all(
+        np.isnan(s[k])
+        for k in ("ci_low_months", "ci_high_months", "pval_wilcoxon", "pval_permutation")
+    )
