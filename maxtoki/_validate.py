@@ -53,8 +53,8 @@ def model_vocab(model: Any, vocab: Any = None, *, need_time: bool = False, what:
             raise ValueError(
                 f"{side} has no time tokens, so {what} cannot read or write timelapses: pass a "
                 "temporal (stage 2) model and its temporal vocabulary; a stage-1 model gets time "
-                "tokens with `model.resize_token_embeddings(23277)` and then needs stage-2 "
-                "training (`mt.tl.train(adata, model=model, vocab=temporal_vocab)`)"
+                "tokens with `model.add_time_tokens()` and then needs stage-2 training "
+                "(`mt.tl.train(adata, model=model)`, which adds them itself)"
             )
         names += ["time_token_start_id", "n_time_tokens", "time_min_months"]
         names += ["boq_token_id", "eoq_token_id"]

@@ -286,7 +286,7 @@ class MaxTokiConfig:
             raise ValueError(
                 "this config has no time tokens (time_token_start_id is None); TimeBetweenCells "
                 "and NextCell need the temporal vocabulary: use a temporal checkpoint or call "
-                "`model.resize_token_embeddings(23277)`."
+                "`model.add_time_tokens()`."
             )
 
     # -- construction -------------------------------------------------------------------------
