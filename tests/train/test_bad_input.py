@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from bad_input import *  # noqa: F403 (the shared fixtures, builders and case table)
 
@@ -116,8 +118,15 @@ case(
     T,
     "model-of-another-vocab",
     lambda: None,
-    lambda _: mt.train.build_model(fx().model_genes_only, vocab=V()),
-    match=r"the model has 204 tokens but the vocabulary has 3206",
+    lambda _: mt.train.build_model(copy.deepcopy(fx().model), vocab=fx().genes_only),
+    match=r"the model has 3206 tokens but the vocabulary has 204",
+)
+case(
+    T,
+    "stage-1-model-with-a-foreign-temporal-vocab",
+    lambda: None,
+    lambda _: mt.train.build_model(copy.deepcopy(fx().model_genes_only), vocab=fx().foreign),
+    match=r"no time tokens; the vocabulary \(\d+ tokens\) is not its temporal extension",
 )
 T = "train.read_prompts"
 case(
