@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -8,6 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 _VERBOSITY = {"error": 0, "warning": 1, "info": 2, "hint": 3, "debug": 4}
+# verbosity → level of the ``maxtoki`` logger (15 is maxtoki.logging.HINT, as in scanpy)
+_LOG_LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, 15, logging.DEBUG)
 
 
 @dataclass
@@ -18,6 +21,8 @@ class MaxTokiSettings:
     ----------
     verbosity
         0 errors, 1 warnings, 2 info (default), 3 hints, 4 debug; or one of those names.
+        Sets the level of the ``maxtoki`` logger (see :mod:`maxtoki.logging`), and reads it
+        back, so ``logging.getLogger("maxtoki").setLevel(logging.DEBUG)`` means verbosity 4.
     n_jobs
         CPU threads for Numba kernels and data loading; ``-1`` uses every core.
     device
@@ -38,9 +43,13 @@ class MaxTokiSettings:
     figdir: Path = field(default_factory=lambda: Path("figures"))
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self.verbosity = self._verbosity
+
     @property
     def verbosity(self) -> int:
-        return self._verbosity
+        level = logging.getLogger("maxtoki").getEffectiveLevel()
+        return max(sum(level <= threshold for threshold in _LOG_LEVELS) - 1, 0)
 
     @verbosity.setter
     def verbosity(self, value: int | Literal["error", "warning", "info", "hint", "debug"]) -> None:
@@ -53,6 +62,7 @@ class MaxTokiSettings:
         if not isinstance(value, int) or not 0 <= value <= 4:
             raise ValueError(f"verbosity must be an integer 0–4, got {value!r}")
         self._verbosity = value
+        logging.getLogger("maxtoki").setLevel(_LOG_LEVELS[value])
 
     @property
     def show_progress(self) -> bool:
