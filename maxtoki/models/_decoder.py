@@ -561,11 +561,15 @@ class MaxToki(nn.Module):
         cls,
         path: str | os.PathLike,
         *,
+        subfolder: str | None = None,
+        revision: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        local_files_only: bool = False,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         attn_backend: Literal["auto", "flash", "sdpa", "eager"] | None = None,
     ) -> MaxToki:
-        """Load a Hugging Face ``LlamaForCausalLM`` folder (safetensors only).
+        """Load a Hugging Face ``LlamaForCausalLM`` folder or Hub repo (safetensors only).
 
         Parameters
         ----------
@@ -574,6 +578,19 @@ class MaxToki(nn.Module):
             ``model.safetensors.index.json``); a vocabulary beside them
             (``token_dictionary.json`` and ``gene_median_dictionary.json``) becomes
             :attr:`vocab`, checked against the config; without one ``vocab`` is ``None``.
+            A name that is not a local folder is a Hugging Face Hub repo id (``"org/name"``):
+            only those files are fetched, into the Hub's cache (needs ``pip install
+            'maxtoki[hub]'``); never code, never pickle weights.
+        subfolder
+            The model's folder inside ``path`` or the repo (e.g. ``"stage2"``).
+        revision
+            Hub branch, tag or commit hash (``None``: ``"main"``).
+        cache_dir
+            Hub cache folder (``None``: ``HF_HUB_CACHE``, by default
+            ``~/.cache/huggingface/hub``).
+        local_files_only
+            Read the Hub cache only, never the network; also on when the environment sets
+            ``HF_HUB_OFFLINE=1``.
         device
             Where to put the model; ``None`` uses ``maxtoki.settings.device`` (``"auto"``: CUDA
             when available).
@@ -582,7 +599,17 @@ class MaxToki(nn.Module):
         attn_backend
             Override ``config.attn_backend``.
         """
-        return _io.load_pretrained(cls, path, device=device, dtype=dtype, attn_backend=attn_backend)
+        return _io.load_pretrained(
+            cls,
+            path,
+            subfolder=subfolder,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            device=device,
+            dtype=dtype,
+            attn_backend=attn_backend,
+        )
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write ``config.json`` and ``model.safetensors`` (atomically) that transformers loads.

@@ -2,6 +2,9 @@
 
 A folder holds ``config.json``, ``model.safetensors`` (or shards with an index) and, when the
 model carries one, its vocabulary (``token_dictionary.json`` and ``gene_median_dictionary.json``).
+A name that is not a local folder is read as a Hugging Face Hub repo id (``org/name``): only
+those files are fetched (``huggingface_hub``, the optional ``maxtoki[hub]`` extra) into the
+Hub's cache, never code and never pickle weights.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from safetensors.torch import save_file
 
 from .. import logging as logg
 from .._settings import settings
-from .._vocab import TOKEN_DICTIONARY_FILE, GeneVocab
+from .._vocab import GENE_MEDIANS_FILE, TOKEN_DICTIONARY_FILE, GeneVocab
 from ._config import MaxTokiConfig, _atomic_write_text
 
 if TYPE_CHECKING:
@@ -28,25 +31,40 @@ _SINGLE = "model.safetensors"
 _INDEX = "model.safetensors.index.json"
 _PICKLE_PATTERNS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
 _IGNORED_TENSORS = ("rotary_emb.inv_freq",)  # buffers some old transformers versions saved
+# the only files fetched from the Hub: no *.py (remote code), no *.bin/*.pt (pickles)
+_HUB_FILES = (
+    "config.json",
+    _INDEX,
+    "*.safetensors",
+    TOKEN_DICTIONARY_FILE,
+    GENE_MEDIANS_FILE,
+)
+_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 def load_pretrained(
     cls: type[MaxToki],
     path: str | os.PathLike,
     *,
+    subfolder: str | None = None,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    local_files_only: bool = False,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     attn_backend: str | None = None,
 ) -> MaxToki:
-    """Build ``cls`` from a folder with ``config.json`` and safetensors weights."""
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"{folder} is not a folder; expected a model folder with config.json."
-        )
+    """Build ``cls`` from a folder (or Hub repo) with ``config.json`` and safetensors weights."""
+    folder, source = _model_folder(
+        path,
+        subfolder=subfolder,
+        revision=revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+    )
     config_file = folder / "config.json"
     if not config_file.is_file():
-        raise FileNotFoundError(f"no config.json in {folder}.")
+        raise FileNotFoundError(f"no config.json in {source}.")
     try:
         raw = json.loads(config_file.read_text())
     except json.JSONDecodeError as e:
@@ -87,7 +105,7 @@ def load_pretrained(
     model.to(device=device, dtype=dtype)
     model.eval()
     logg.info(
-        f"loaded MaxToki from {folder}: {model.num_parameters():,} parameters, "
+        f"loaded MaxToki from {source}: {model.num_parameters():,} parameters, "
         f"{config.num_hidden_layers} layers, vocab {config.vocab_size}, {model.dtype} on {device}, "
         f"{vocab}"
     )
@@ -130,6 +148,146 @@ def save_pretrained(model: MaxToki, path: str | os.PathLike) -> None:
             f"{folder / TOKEN_DICTIONARY_FILE} was not written by this model (it carries no "
             "vocabulary); from_pretrained will read it and check it against the config."
         )
+
+
+def _model_folder(
+    path: str | os.PathLike,
+    *,
+    subfolder: str | None,
+    revision: str | None,
+    cache_dir: str | os.PathLike | None,
+    local_files_only: bool,
+) -> tuple[Path, str]:
+    """The local folder to read, and how to name it in messages: a folder, or a Hub snapshot."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"path must be a model folder or a Hub repo id (str), got {type(path).__name__}."
+        )
+    sub = _check_subfolder(subfolder)
+    local = Path(path)
+    if local.is_dir():
+        if revision is not None:
+            raise ValueError(
+                f"revision={revision!r} applies to Hub repos, but {local} is a local folder; "
+                "drop `revision=` (or pass the repo id)."
+            )
+        folder = local / sub if sub else local
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no folder {sub!r} in {local}.")
+        return folder, str(folder)
+    if not isinstance(path, str) or not _looks_like_repo_id(path):
+        raise FileNotFoundError(
+            f"{path} is not a folder; expected a model folder with config.json (or a Hugging "
+            "Face Hub repo id such as 'org/name')."
+        )
+    return _from_hub(path, sub, revision, cache_dir, local_files_only)
+
+
+def _check_subfolder(subfolder: str | None) -> str:
+    if subfolder is None or subfolder == "":
+        return ""
+    if not isinstance(subfolder, str):
+        raise TypeError(f"subfolder must be a str, got {type(subfolder).__name__}.")
+    parts = Path(subfolder).parts
+    if Path(subfolder).is_absolute() or ".." in parts or "\\" in subfolder:
+        raise ValueError(
+            f"subfolder={subfolder!r} must be a relative path inside the model folder or repo "
+            "(e.g. 'stage2'), without '..'."
+        )
+    return "/".join(parts)
+
+
+def _looks_like_repo_id(name: str) -> bool:
+    """``name`` or ``org/name``, not a path: no leading ``.``, ``/``, ``~``; one ``/`` at most."""
+    return bool(name) and name[0] not in "./~\\" and name.count("/") <= 1 and "\\" not in name
+
+
+def _offline() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) now, or when huggingface_hub read it."""
+    from huggingface_hub import constants
+
+    now = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return now.strip().upper() in _TRUE or bool(constants.HF_HUB_OFFLINE)
+
+
+def _from_hub(
+    repo_id: str,
+    sub: str,
+    revision: str | None,
+    cache_dir: str | os.PathLike | None,
+    local_files_only: bool,
+) -> tuple[Path, str]:
+    """Fetch the model's files of ``repo_id`` (or find them in the cache); return the folder."""
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise ImportError(
+            f"{repo_id!r} is not a local folder, and loading a model from the Hugging Face Hub "
+            "needs huggingface_hub: pip install 'maxtoki[hub]'"
+        ) from None
+    from huggingface_hub.errors import (
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    offline = bool(local_files_only) or _offline()
+    at = "" if revision is None else f" at revision {revision!r}"
+    try:
+        snapshot = huggingface_hub.snapshot_download(
+            repo_id,
+            revision=revision,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            local_files_only=offline,
+            allow_patterns=[f"{sub}/{p}" if sub else p for p in _HUB_FILES],
+            library_name="maxtoki",
+        )
+    except HFValidationError as e:
+        raise ValueError(
+            f"{repo_id!r} is neither a local folder nor a valid Hugging Face Hub repo id "
+            f"('org/name'): {e}"
+        ) from None
+    except RevisionNotFoundError:
+        raise ValueError(
+            f"the Hub repo {repo_id!r} has no revision {revision!r}; pass a branch, a tag or a "
+            "commit hash of it."
+        ) from None
+    except RepositoryNotFoundError:
+        raise FileNotFoundError(
+            f"{repo_id!r} is not a local folder, and the Hugging Face Hub has no model repo of "
+            "that name (or it is private or gated: log in with `hf auth login`)."
+        ) from None
+    except LocalEntryNotFoundError as e:
+        cache = cache_dir if cache_dir is not None else huggingface_hub.constants.HF_HUB_CACHE
+        if local_files_only:
+            why = "local_files_only=True rules out a download"
+        elif offline:
+            why = "HF_HUB_OFFLINE=1 rules out a download"
+        else:
+            why = "the Hub could not be reached"
+        raise FileNotFoundError(
+            f"{repo_id!r}{at} is not a local folder and not (completely) in the Hugging Face "
+            f"cache {cache}, and {why}. Download it once with network access "
+            f"(`MaxToki.from_pretrained({repo_id!r})`, or `hf download {repo_id}`), pass the "
+            f"`cache_dir=` that holds it, or pass a local model folder. ({e})"
+        ) from None
+    folder = Path(snapshot) / sub if sub else Path(snapshot)
+    source = f"{repo_id}{'/' + sub if sub else ''} (Hub, commit {Path(snapshot).name[:10]})"
+    if not (folder / "config.json").is_file():
+        where = f"in its folder {sub!r}" if sub else "at its top level"
+        raise FileNotFoundError(
+            f"the Hub repo {repo_id!r}{at} has no config.json {where}; pass the `subfolder=` "
+            "that holds the model."
+        )
+    if not any((folder / f).is_file() for f in (_SINGLE, _INDEX)):
+        raise ValueError(
+            f"{source} has no safetensors weights ({_SINGLE} or {_INDEX}); maxtoki reads "
+            "safetensors only and never fetches pickle weights (pytorch_model.bin). Convert them "
+            "once, in a trusted environment: `LlamaForCausalLM.from_pretrained(src)"
+            ".save_pretrained(dst, safe_serialization=True)`, and load `dst`."
+        )
+    return folder, source
 
 
 def _read_tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -180,12 +338,11 @@ def _read_index(folder: Path, index: Path) -> dict[Path, set[str]]:
         ) from None
     if not isinstance(weight_map, dict):
         raise ValueError(f"'weight_map' in {index} must map tensor names to shard files.")
-    root = folder.resolve()
     shards: dict[Path, set[str]] = {}
     for name, filename in weight_map.items():
         relative = Path(str(filename))
-        file = (folder / relative).resolve()
-        if relative.is_absolute() or ".." in relative.parts or not file.is_relative_to(root):
+        file = folder / relative  # not resolved: in the Hub's cache, files link to its blobs/
+        if relative.is_absolute() or ".." in relative.parts:
             raise ValueError(
                 f"shard {filename!r} of tensor {name!r} in {index} points outside {folder}."
             )

@@ -29,7 +29,9 @@ def build_model(
     ----------
     model
         A preset name (``"tiny"``, ``"217M"``, ``"1B"``), a model folder (``save_pretrained``
-        output) or a ``MaxToki`` (returned as is after checking it against ``vocab``).
+        output), a Hugging Face Hub repo id (``"org/name"``, see
+        :meth:`~maxtoki.models.MaxToki.from_pretrained`) or a ``MaxToki`` (returned as is after
+        checking it against ``vocab``).
     vocab
         The :class:`~maxtoki.pp.GeneVocab` of the training tokens: a new model takes its size and
         special/time token ids from :meth:`~maxtoki.pp.GeneVocab.model_config_fields`. The model
@@ -46,8 +48,10 @@ def build_model(
     """
     from ..models import MaxToki, MaxTokiConfig
 
-    if isinstance(model, (str, os.PathLike)) and os.path.isdir(model):
-        model = MaxToki.from_pretrained(model, device="cpu")
+    if isinstance(model, os.PathLike) or (
+        isinstance(model, str) and (os.path.isdir(model) or "/" in model)
+    ):
+        model = MaxToki.from_pretrained(model, device="cpu")  # a folder or a Hub repo id
     if isinstance(model, MaxToki):
         built = model
         _adapt(built, vocab, dict(overrides or {}), seed, context_length, rope_factor)
