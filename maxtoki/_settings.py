@@ -27,6 +27,11 @@ class MaxTokiSettings:
         CPU threads for Numba kernels and data loading; ``-1`` uses every core.
     device
         ``"auto"`` picks CUDA when available, else CPU; or any torch device string.
+    dtype
+        Precision of inference in :mod:`maxtoki.tl`: ``"auto"`` runs bfloat16 autocast on CUDA
+        (float16 on GPUs without bfloat16) and the weights' own dtype on the CPU; or
+        ``"bfloat16"``, ``"float16"``, ``"float32"``, ``"float64"`` (e.g. ``"float32"`` for full
+        precision on a GPU).
     batch_size
         Default number of prompts per forward pass in :mod:`maxtoki.tl`.
     figdir
@@ -39,6 +44,7 @@ class MaxTokiSettings:
     _verbosity: int = 2
     n_jobs: int = -1
     device: str = "auto"
+    dtype: str = "auto"
     batch_size: int = 32
     figdir: Path = field(default_factory=lambda: Path("figures"))
     progress: bool = True
@@ -102,7 +108,8 @@ class MaxTokiSettings:
     def __repr__(self) -> str:
         return (
             f"MaxTokiSettings(verbosity={self.verbosity}, n_jobs={self.n_jobs}, "
-            f"device={self.device!r}, batch_size={self.batch_size}, figdir={str(self.figdir)!r}, "
+            f"device={self.device!r}, dtype={self.dtype!r}, batch_size={self.batch_size}, "
+            f"figdir={str(self.figdir)!r}, "
             f"progress={self.progress})"
         )
 

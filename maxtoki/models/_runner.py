@@ -2,18 +2,74 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from .. import logging as logg
 from .._settings import settings
 
 if TYPE_CHECKING:
     from ._decoder import MaxToki
 
 _BLOCK = 1024  # prompts sorted by length inside blocks of this many: less padding
+_DTYPES = {
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float64": torch.float64,
+    "fp64": torch.float64,
+    "double": torch.float64,
+}
+_HALF = (torch.bfloat16, torch.float16)
+_ANNOUNCED: set[tuple] = set()  # (device, dtype, autocast, backend) already stated in the log
+
+
+def inference_dtype(
+    dtype: str | torch.dtype | None,
+    device: str | torch.device,
+    *,
+    weights: torch.dtype = torch.float32,
+    bf16_supported: bool = True,
+) -> torch.dtype:
+    """The dtype inference computes in.
+
+    Parameters
+    ----------
+    dtype
+        ``"auto"`` (or ``None``): bfloat16 on CUDA when the weights are float32 (float16 where
+        the GPU has no bfloat16), else the weights' own dtype (float32 on the CPU for a float32
+        model). A :class:`torch.dtype` or its name (``"bfloat16"``, ``"float16"``,
+        ``"float32"``, ``"float64"``; ``"bf16"``, ``"fp16"``, ``"fp32"``) is used as given.
+    device
+        Where the model runs (only its type matters).
+    weights
+        The dtype of the model's weights.
+    bf16_supported
+        Whether the GPU computes in bfloat16 (``torch.cuda.is_bf16_supported()``).
+    """
+    if dtype is None or (isinstance(dtype, str) and dtype == "auto"):
+        if torch.device(device).type == "cuda" and weights == torch.float32:
+            return torch.bfloat16 if bf16_supported else torch.float16
+        return weights
+    if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _DTYPES:
+        return _DTYPES[dtype.removeprefix("torch.")]
+    raise ValueError(
+        f"dtype must be 'auto', a floating-point torch.dtype or one of 'bfloat16', 'float16', "
+        f"'float32', 'float64', got {dtype!r}"
+    )
 
 
 class BatchRunner:
@@ -33,10 +89,22 @@ class BatchRunner:
         Sequences per forward pass; ``None`` uses ``mt.settings.batch_size``.
     device
         Torch device; ``None`` uses ``mt.settings.device`` (``'auto'``: CUDA when available).
+    dtype
+        Precision (see :func:`inference_dtype`); ``None`` uses ``mt.settings.dtype``
+        (``'auto'``: bfloat16 autocast on CUDA, the weights' dtype on the CPU). A half
+        precision over float32 weights runs under :func:`torch.autocast` (the weights stay
+        float32; flash-attn can engage); any other dtype than the weights' casts the model, as
+        ``device`` moves it. The runner's ``device``, ``dtype`` and ``autocast`` (bool)
+        attributes say what was chosen; the first batch logs it with the attention backend.
     """
 
     def __init__(
-        self, model: MaxToki, *, batch_size: int | None = None, device: str | None = None
+        self,
+        model: MaxToki,
+        *,
+        batch_size: int | None = None,
+        device: str | None = None,
+        dtype: str | torch.dtype | None = None,
     ) -> None:
         size = settings.batch_size if batch_size is None else batch_size
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
@@ -44,8 +112,40 @@ class BatchRunner:
         self.model = model
         self.batch_size = int(size)
         self.device = torch.device(settings.resolve_device(device))
+        weights = model.dtype
+        bf16 = self.device.type != "cuda" or torch.cuda.is_bf16_supported()
+        self.dtype = inference_dtype(
+            settings.dtype if dtype is None else dtype,
+            self.device,
+            weights=weights,
+            bf16_supported=bf16,
+        )
+        self.autocast = self.dtype in _HALF and weights == torch.float32
         model.to(self.device)
+        if not self.autocast and self.dtype != weights:
+            model.to(dtype=self.dtype)
+            logg.info(f"cast the model's weights from {weights} to {self.dtype} for inference")
         model.eval()
+
+    @property
+    def dtype_name(self) -> str:
+        """:attr:`dtype` as a short name (``'bfloat16'``), for the ``params`` of a tool."""
+        return str(self.dtype).removeprefix("torch.")
+
+    def _precision(self, need_weights: bool = False):
+        """The autocast context of the forward passes; states device, dtype and backend once."""
+        backend = self.model._attn_backend(self.device, self.dtype, need_weights)
+        key = (str(self.device), self.dtype, self.autocast, backend)
+        if key not in _ANNOUNCED:
+            _ANNOUNCED.add(key)
+            how = f"{self.dtype_name} autocast (float32 weights)" if self.autocast else None
+            logg.info(
+                f"maxtoki inference on {self.device} in {how or self.dtype_name}, "
+                f"attention: {backend}"
+            )
+        if not self.autocast:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
 
     # --- read-outs --------------------------------------------------------------------------
     def timelapses(self, prompts: Sequence[np.ndarray], *, desc: str = "timelapses") -> np.ndarray:
@@ -64,7 +164,9 @@ class BatchRunner:
         for idx, ids, mask, lengths in self._batches(prompts, desc, "prompt"):
             last = torch.as_tensor(lengths - 1, device=self.device)[:, None]
             logits = self.model(ids, attention_mask=mask, logits_positions=last).logits[:, 0]
-            out[idx] = predict_timelapse(logits.float(), self.model.config)[0].double().cpu()
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                months = predict_timelapse(logits.float(), self.model.config)[0]
+            out[idx] = months.double().cpu()
         return out
 
     def embeddings(
@@ -92,7 +194,7 @@ class BatchRunner:
         queries ``i > j`` of ``A[i, j] · (i + 1)`` (1 = uniform attention; the causal mask's
         bias towards early positions removed); ``nan`` at the last token. Eager attention.
         """
-        for idx, ids, mask, lengths in self._batches(cells, desc, "cell"):
+        for idx, ids, mask, lengths in self._batches(cells, desc, "cell", need_weights=True):
             received = _received(self.model, ids, mask)[:, list(layers)]
             received = received.flatten(1, 2).float().cpu().numpy()
             for b, i in enumerate(idx):
@@ -115,7 +217,7 @@ class BatchRunner:
         gen = np.random.default_rng(random_state)
         out: list[np.ndarray] = [np.zeros(0, np.int64)] * len(prompts)
         _check_ids(prompts, config.vocab_size)
-        with _progress(len(prompts), desc, "cell") as bar:
+        with self._precision(), _progress(len(prompts), desc, "cell") as bar:
             for lo in range(0, len(prompts), self.batch_size):
                 batch = [
                     torch.as_tensor(np.asarray(p, dtype=np.int64))
@@ -137,12 +239,19 @@ class BatchRunner:
         return out
 
     # --- batching -----------------------------------------------------------------------------
-    def _batches(self, seqs: Sequence[np.ndarray], desc: str, unit: str):
-        """``(indices, ids, mask or None, lengths)`` per batch, sorted by length within blocks."""
+    def _batches(
+        self, seqs: Sequence[np.ndarray], desc: str, unit: str, *, need_weights: bool = False
+    ):
+        """``(indices, ids, mask or None, lengths)`` per batch, sorted by length within blocks.
+
+        The caller's forward passes run under :func:`torch.inference_mode` and the autocast of
+        :attr:`dtype` (both entered here).
+        """
         _check_ids(seqs, self.model.config.vocab_size)
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         pad = self.model.config.pad_token_id or 0
-        with torch.inference_mode(), _progress(len(seqs), desc, unit) as bar:
+        precision = self._precision(need_weights)
+        with torch.inference_mode(), precision, _progress(len(seqs), desc, unit) as bar:
             for lo in range(0, len(seqs), _BLOCK):
                 block = np.arange(lo, min(len(seqs), lo + _BLOCK))
                 block = block[np.argsort(lengths[block], kind="stable")]

@@ -155,6 +155,7 @@ def attention(
                 "test": "one-sided Mann-Whitney U, set genes vs other genes, per head; "
                 "Benjamini-Hochberg over heads",
                 "device": str(runner.device),
+                "dtype": runner.dtype_name,
                 "random_state": random_state_param(random_state),
                 "tokens_key": tokens_key,
                 "vocab_hash": vocab.hash,

@@ -101,6 +101,7 @@ def embed(
                 "emb_mode": emb_mode,
                 "max_genes": max_genes,
                 "device": str(runner.device),
+                "dtype": runner.dtype_name,
                 "tokens_key": tokens_key,
                 "vocab_hash": vocab.hash,
                 "hidden_size": int(model.config.hidden_size),

@@ -361,6 +361,7 @@ def _params(args: dict[str, Any], d: _Design, runner) -> dict[str, Any]:
             "aggregate": "median",
             "max_genes": args["max_genes"],
             "device": str(runner.device),
+            "dtype": runner.dtype_name,
             "random_state": random_state_param(args["random_state"]),
             "tokens_key": args["tokens_key"],
             "unit": "months",

@@ -263,6 +263,7 @@ def _params(args: dict[str, Any], runner, vocab) -> dict[str, Any]:
             "expression": "median log1p(normalize_total 1e4) of the gene at its log2 rank "
             "bin in the reference cells",
             "device": str(runner.device),
+            "dtype": runner.dtype_name,
             "random_state": random_state_param(args["random_state"]),
             "tokens_key": args["tokens_key"],
             "vocab_hash": vocab.hash,

@@ -154,6 +154,7 @@ def _params(args: dict[str, Any], ref, runner, vocab, *, use_donor: bool) -> dic
             "aggregate": args["aggregate"],
             "max_genes": args["max_genes"],
             "device": str(runner.device),
+            "dtype": runner.dtype_name,
             "random_state": random_state_param(args["random_state"]),
             "tokens_key": args["tokens_key"],
             "unit": "months",
