@@ -75,6 +75,13 @@ class _StderrHandler(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         if logger.propagate and _root_prints():
             return
+        tqdm = sys.modules.get("tqdm")
+        if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+            try:  # a progress bar is showing: write above it instead of through it
+                tqdm.tqdm.write(self.format(record), file=sys.stderr)
+            except Exception:
+                self.handleError(record)
+            return
         super().emit(record)
 
 
@@ -150,3 +157,23 @@ def hint(msg: str, *, time: datetime | None = None, deep: str | None = None) -> 
 def debug(msg: str, *, time: datetime | None = None, deep: str | None = None) -> datetime:
     """Log at debug level (verbosity 4) and return the current time."""
     return _log(logging.DEBUG, msg, time=time, deep=deep)
+
+
+def _progress_bar(total: int, *, desc: str, unit: str = "cell", show: bool = True):
+    """A tqdm bar (internal), shown when ``show`` and ``mt.settings.show_progress`` allow.
+
+    Callers pass ``show=False`` for inputs too small to be worth a bar (a single chunk). The bar
+    writes to ``sys.stderr`` and is cleared when done (``leave=False``); log lines written while
+    it shows go above it.
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=total >= 100_000,  # "1.2M/3.4M cells"; small counts as they are
+        leave=False,
+        file=sys.stderr,
+        disable=not (show and settings.show_progress and total > 0),
+    )

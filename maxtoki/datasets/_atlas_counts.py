@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from .. import logging as logg
+
 if TYPE_CHECKING:
     from ._aging_atlas import _Atlas
     from ._atlas_genes import _Genes
@@ -238,11 +240,13 @@ def _simulate_counts(
     activity = np.empty((n_cells, atlas.programs.n_programs), dtype=np.float32)
     buffers = _CsrBuffers(n_cells, n_genes)
     chunk = max(1, _CHUNK_ELEMENTS // n_genes)
-    for lo in range(0, n_cells, chunk):
-        hi = min(n_cells, lo + chunk)
-        act = _chunk_activity(atlas, lo, hi, rng)
-        activity[lo:hi] = act
-        mu = _chunk_means(atlas, model, act, lo, hi, rng)
-        buffers.add_rows(lo, _sample_counts(mu, model.r_nb, p.dropout, rng))
-        del act, mu
+    with logg._progress_bar(n_cells, desc="aging_atlas", show=n_cells > chunk) as bar:
+        for lo in range(0, n_cells, chunk):
+            hi = min(n_cells, lo + chunk)
+            act = _chunk_activity(atlas, lo, hi, rng)
+            activity[lo:hi] = act
+            mu = _chunk_means(atlas, model, act, lo, hi, rng)
+            buffers.add_rows(lo, _sample_counts(mu, model.r_nb, p.dropout, rng))
+            del act, mu
+            bar.update(hi - lo)
     return buffers.to_csr(), buffers.n_counts, activity

@@ -182,12 +182,19 @@ def _describe(adata, item, gene_id_key, layer, n_counts_key, gene_index) -> _Sou
     return _Source(adata.n_obs, col, len(np.unique(col)) < len(col), name)
 
 
-def _chunks(items, sources, opts, warned):
-    """Yield ``(chunk, n_counts, col_gene)`` per chunk of every source.
+def _chunks(items, sources, opts, warned, desc):
+    """Yield ``(chunk, n_counts, col_gene)`` per chunk of every source, with a progress bar.
 
     ``col_gene`` is ``None`` when duplicated columns were summed (the chunk's columns are then
     global gene indices).
     """
+    n_cells = sum(src.n_obs for src in sources)
+    n_chunks = sum(-(-src.n_obs // opts.chunk_size) for src in sources)
+    with logg._progress_bar(n_cells, desc=desc, show=n_chunks > 1) as bar:
+        yield from _source_chunks(items, sources, opts, warned, bar)
+
+
+def _source_chunks(items, sources, opts, warned, bar):
     for item, src in zip(items, sources, strict=True):
         with _open(item, opts.mod) as adata:
             matrix, what = get_matrix(adata, opts.layer)
@@ -203,6 +210,7 @@ def _chunks(items, sources, opts, warned):
                         f"total count (obs[{opts.n_counts_key!r}]) of 0; fix it or pass "
                         "n_counts_key=None"
                     )
+                bar.update(e - s)
                 if dups:
                     yield _sum_duplicates(chunk, src.col_gene, opts.n_genes), n_counts, None
                 else:
@@ -237,7 +245,7 @@ def _exact(items, sources, opts) -> np.ndarray:
     n_genes = opts.n_genes
     identity = np.arange(n_genes, dtype=np.int32)
     counts = np.zeros(n_genes, dtype=np.int64)
-    for chunk, _, col in _chunks(items, sources, opts, [False]):
+    for chunk, _, col in _chunks(items, sources, opts, [False], "gene medians 1/2"):
         col = identity if col is None else col
         nz = chunk.data != 0
         counts += np.bincount(col[chunk.indices[nz]], minlength=n_genes)
@@ -247,7 +255,7 @@ def _exact(items, sources, opts) -> np.ndarray:
     logg.info(f"    collecting {nnz:,} non-zero values ({nnz * 8 / 2**30:.2f} GiB)")
     values = np.empty(int(starts[-1]), dtype=np.float64)
     pos = starts[:-1].copy()
-    for chunk, n_counts, col in _chunks(items, sources, opts, [True]):
+    for chunk, n_counts, col in _chunks(items, sources, opts, [True], "gene medians 2/2"):
         col = identity if col is None else col
         normalised_values_csr(chunk.indptr, chunk.indices, chunk.data,
                               np.asarray(n_counts, dtype=np.float64), col, pos, values)
@@ -268,7 +276,7 @@ def _histogram(items, sources, opts, n_bins) -> np.ndarray:
               f"({n_genes * n_bins * 4 / 2**20:.0f} MiB)")
     hist = np.zeros((n_genes, n_bins), dtype=np.uint32)
     identity = np.arange(n_genes, dtype=np.int32)
-    for chunk, n_counts, col in _chunks(items, sources, opts, [False]):
+    for chunk, n_counts, col in _chunks(items, sources, opts, [False], "gene medians"):
         col = identity if col is None else col
         histogram_csr(chunk.indptr, chunk.indices, chunk.data,
                       np.asarray(n_counts, dtype=np.float64), col, lo, 1.0 / width, hist)

@@ -194,25 +194,28 @@ def _encode(n_obs: int, plan: Plan, n_counts, chunk_size: int, min_overlap: floa
     total_counts = vocab_counts = 0.0
     n_truncated = 0
     warned = [False]
+    n_chunks = -(-n_obs // chunk_size)
     with numba_threads():
-        for s, e, chunk in iter_chunks(plan.matrix, n_obs, chunk_size, plan.what):
-            part = None if n_counts is None else n_counts[s:e]
-            enc = encode_chunk(chunk, plan, part, row0=s, warned=warned)
-            del chunk
-            flats.append((s, e, enc.tokens))
-            lengths[s:e] = enc.lengths
-            total_counts += enc.total
-            vocab_counts += enc.in_vocab
-            n_truncated += enc.n_truncated
-            if s == 0 and e < n_obs:  # fail fast when hopeless
-                check_overlap(
-                    enc.in_vocab,
-                    enc.total,
-                    min_overlap / 2,
-                    min_overlap,
-                    plan,
-                    f" in the first {e:,} cells",
-                )
+        with logg._progress_bar(n_obs, desc="tokenize", show=n_chunks > 1) as bar:
+            for s, e, chunk in iter_chunks(plan.matrix, n_obs, chunk_size, plan.what):
+                part = None if n_counts is None else n_counts[s:e]
+                enc = encode_chunk(chunk, plan, part, row0=s, warned=warned)
+                del chunk
+                flats.append((s, e, enc.tokens))
+                lengths[s:e] = enc.lengths
+                total_counts += enc.total
+                vocab_counts += enc.in_vocab
+                n_truncated += enc.n_truncated
+                bar.update(e - s)
+                if s == 0 and e < n_obs:  # fail fast when hopeless
+                    check_overlap(
+                        enc.in_vocab,
+                        enc.total,
+                        min_overlap / 2,
+                        min_overlap,
+                        plan,
+                        f" in the first {e:,} cells",
+                    )
         frac = check_overlap(vocab_counts, total_counts, min_overlap, min_overlap, plan, "")
         logg.info(f"    {frac:.1%} of counts are in vocabulary genes")
         tokens = np.zeros((n_obs, int(lengths.max())), dtype=plan.dtype)

@@ -160,14 +160,20 @@ def tokenize_corpus(
         shutil.rmtree(d) if d.is_dir() else d.unlink()
 
     n_written = 0
-    with numba_threads():
-        for fi, info in enumerate(infos):
-            bounds = chunk_bounds(info["n_obs"], params["chunk_size"])
-            todo = [(s, e) for s, e in bounds if shard_name(fi, s) not in done]
+    todos = [
+        [(s, e) for s, e in chunk_bounds(info["n_obs"], params["chunk_size"])
+         if shard_name(fi, s) not in done]
+        for fi, info in enumerate(infos)
+    ]
+    n_todo = sum(len(todo) for todo in todos)
+    n_cells = sum(e - s for todo in todos for s, e in todo)
+    bar = logg._progress_bar(n_cells, desc="tokenize_corpus", show=n_todo > 1)
+    with numba_threads(), bar:
+        for fi, (info, todo) in enumerate(zip(infos, todos, strict=True)):
             if not todo:
                 continue
             n_written += _tokenize_file(fi, info, todo, out, manifest, vocab, params, obs_keys,
-                                        layer, gene_id_key, n_counts_key)
+                                        layer, gene_id_key, n_counts_key, bar)
     manifest["complete"] = True
     write_manifest(out, manifest)
     store = TokenStore(out)
@@ -198,7 +204,7 @@ def _check_resume(manifest, vocab, store_params, infos, out) -> None:
 
 
 def _tokenize_file(fi, info, todo, out, manifest, vocab, params, obs_keys, layer, gene_id_key,
-                   n_counts_key) -> int:
+                   n_counts_key, bar) -> int:
     import anndata as ad
 
     path = info["path"]
@@ -231,6 +237,7 @@ def _tokenize_file(fi, info, todo, out, manifest, vocab, params, obs_keys, layer
                 "n_tokens": len(enc.tokens), "n_empty": int((enc.lengths == 2).sum()),
             })
             write_manifest(out, manifest)
+            bar.update(e - s)
     finally:
         a.file.close()
     logg.info(f"    {path}: done", time=t0)
