@@ -7,6 +7,7 @@ from ._config import TrainConfig
 from ._distributed import destroy_distributed, init_distributed, parallelize
 from ._model import build_model
 from ._prompts import ArrayTokens, CellDataset, PromptDataset, build_datasets, read_prompts
+from ._tracking import Tracker
 from ._trainer import NonFiniteLossError, Trainer
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Collator",
     "NonFiniteLossError",
     "PromptDataset",
+    "Tracker",
     "TrainConfig",
     "Trainer",
     "build_datasets",

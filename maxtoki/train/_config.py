@@ -72,8 +72,18 @@ class TrainConfig:
     eval_interval, eval_batches, eval_at_start
         Validate every this many steps (and at the end, and before the first step), on at most
         ``eval_batches`` micro-batches per rank (``None``: all).
+    early_stopping_patience
+        Stop when the validation loss has not improved for this many evaluations in a row
+        (``None``: never stop early). The evaluation before the first step counts; the stop is
+        logged and checkpointed, and a resumed run stops where the uninterrupted one would.
+    early_stopping_min_delta
+        An evaluation improves when its loss is below the best so far minus this.
     log_interval
         Log training metrics every this many steps.
+    tracker
+        Also report the metrics to ``"tensorboard"`` (event files in ``out_dir/tensorboard``;
+        ``pip install 'maxtoki[tensorboard]'``) or ``"mlflow"`` (MLflow's active run or a new
+        one; ``pip install 'maxtoki[mlflow]'``); ``metrics.jsonl`` is written either way.
     quiet
         No progress bar and no per-validation lines (the start and resume lines remain,
         subject to ``mt.settings.verbosity``).
@@ -142,7 +152,10 @@ class TrainConfig:
     eval_interval: int = 100
     eval_batches: int | None = None
     eval_at_start: bool = True
+    early_stopping_patience: int | None = None
+    early_stopping_min_delta: float = 0.0
     log_interval: int = 10
+    tracker: Literal["none", "tensorboard", "mlflow"] = "none"
     quiet: bool = False
     peak_flops: float | None = None
     # checkpoints
@@ -179,7 +192,12 @@ class TrainConfig:
         for name in ("warmup_steps", "num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("checkpoint_interval", "eval_batches", "max_genes_per_cell"):
+        for name in (
+            "checkpoint_interval",
+            "eval_batches",
+            "max_genes_per_cell",
+            "early_stopping_patience",
+        ):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {getattr(self, name)}")
         if self.rope_factor < 1:
@@ -207,6 +225,17 @@ class TrainConfig:
             raise ValueError(f"eps must be > 0, got {self.eps}")
         if self.peak_flops is not None and self.peak_flops <= 0:
             raise ValueError(f"peak_flops must be > 0 or None, got {self.peak_flops}")
+        if self.early_stopping_min_delta < 0:
+            raise ValueError(
+                f"early_stopping_min_delta must be >= 0, got {self.early_stopping_min_delta}"
+            )
+        if self.tracker == "tensorboard" and self.out_dir is None:
+            raise ValueError(
+                "tracker='tensorboard' writes its event files into out_dir/tensorboard: set out_dir"
+            )
+        from ._tracking import check_tracker
+
+        check_tracker(self.tracker)
 
     # -- construction -------------------------------------------------------------------------
     @classmethod

@@ -45,7 +45,13 @@ from ._metrics import (
 )
 from ._model import attach_vocab
 from ._optim import build_optimizer, clipped_grad_norm
-from ._run_state import load_resume_checkpoint, restore_run_state, write_on_main
+from ._run_state import (
+    EarlyStopping,
+    load_resume_checkpoint,
+    restore_run_state,
+    write_on_main,
+)
+from ._tracking import Tracker, flat_params, make_tracker, tracker_metrics
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -78,6 +84,17 @@ class Trainer:
         The vocabulary of the training tokens; by default ``train_dataset.vocab``. A model
         without one takes it (``model.vocab``, saved with the model in checkpoints); one that
         disagrees with the model raises a ``ValueError``.
+    tracker
+        Where else the metrics go (rank 0): any object with ``log_params``, ``log_metrics`` and
+        ``close`` (:class:`~maxtoki.train.Tracker`); by default the one ``config.tracker`` names
+        (TensorBoard, MLflow or none). A tracker passed here is not closed by the trainer.
+
+    Attributes
+    ----------
+    early_stopping
+        The validation-loss watch (``config.early_stopping_patience``): ``best_loss``,
+        ``best_step``, ``bad_evals`` and ``should_stop``, which is ``True`` after a run that
+        stopped early.
 
     Examples
     --------
@@ -94,6 +111,7 @@ class Trainer:
         *,
         collator: Collator | None = None,
         vocab=None,
+        tracker: Tracker | None = None,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(
@@ -103,6 +121,16 @@ class Trainer:
             config = TrainConfig()
         if not isinstance(config, TrainConfig):
             raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        if tracker is not None and not isinstance(tracker, Tracker):
+            raise TypeError(
+                "tracker must have log_params(params), log_metrics(metrics, step) and close() "
+                f"methods (see mt.train.Tracker), got {type(tracker).__name__}"
+            )
+        if config.early_stopping_patience is not None and eval_dataset is None:
+            raise ValueError(
+                "early_stopping_patience watches the validation loss: pass an eval_dataset, or "
+                "set early_stopping_patience=None"
+            )
         self.model = model
         self.config = config
         self.train_dataset = train_dataset
@@ -119,6 +147,11 @@ class Trainer:
             max_length=max_length,
         )
         self.history: list[dict[str, Any]] = []
+        self.early_stopping = EarlyStopping(
+            config.early_stopping_patience, config.early_stopping_min_delta
+        )
+        self._user_tracker = tracker
+        self._tracker: Tracker | None = None
         self._elapsed = 0.0  # training seconds before this run (restored on resume)
         self.step = 0
         self.info: DistInfo | None = None
@@ -170,10 +203,14 @@ class Trainer:
         model, bf16 = self._parallelize(raw, info)
         self.optimizer, self.scheduler = build_optimizer(model, cfg)
         micro_done = 0
+        self.early_stopping = EarlyStopping(
+            cfg.early_stopping_patience, cfg.early_stopping_min_delta
+        )
         if state is not None:
             self.step, micro_done, self._elapsed = restore_run_state(
                 model, self.optimizer, self.scheduler, state, cfg, info
             )
+            self.early_stopping.load_state_dict(state.get("early_stopping"))
             if info.is_main:
                 logg.info(f"resumed from {resume_from} at step {self.step}")
         else:
@@ -193,7 +230,18 @@ class Trainer:
                 f"{cfg.global_batch_size} = "
                 f"{cfg.micro_batch_size} × {self.accum} accumulation × {world} ranks"
             )
-        return self._loop(model, loader, micro_done, fresh=state is None)
+        if info.is_main:
+            self._tracker = self._user_tracker or make_tracker(
+                cfg, resumed_at=None if state is None else self.step
+            )
+        try:
+            if self._tracker is not None:
+                self._tracker.log_params(flat_params(plain(cfg.to_dict())))
+            return self._loop(model, loader, micro_done, fresh=state is None)
+        finally:
+            if self._tracker is not None and self._user_tracker is None:
+                self._tracker.close()
+            self._tracker = None
 
     def _parallelize(self, raw: nn.Module, info: DistInfo) -> tuple[nn.Module, bool]:
         """Wrap, shard or compile ``raw`` per the config; choose autocast. Returns ``bf16`` too."""
@@ -230,11 +278,14 @@ class Trainer:
         )
         it = iter(loader)  # start DataLoader workers before evaluation touches the token source
         if fresh and cfg.eval_at_start and self.eval_dataset is not None:
-            self._record(self.evaluate())
+            row = self.evaluate()
+            self._record(row)
+            self.early_stopping.update(row["loss"], self.step)
         window = TrainWindow()
         t0 = time.perf_counter() - self._elapsed
+        stop = self._stopped_early()  # a run resumed from the checkpoint of an early stop
         try:
-            while self.step < cfg.steps:
+            while self.step < cfg.steps and not stop:
                 model.train()
                 step_stats = self._train_step(model, it, micro_done)
                 micro_done += self.accum
@@ -265,9 +316,25 @@ class Trainer:
                             f"step {self.step}: val loss {row['loss']:.4f}, "
                             f"time MAE {mae:.1f} months"
                         )
+                    self.early_stopping.update(row["loss"], self.step)
+                    stop = self._stopped_early()
+                    if stop and window.steps:  # the steps since the last train row
+                        self._record(
+                            window.row(
+                                step=self.step,
+                                lr=self.scheduler.get_last_lr()[0],
+                                grad_norm=step_stats["grad_norm"],
+                                n_params=self.n_params,
+                                peak_flops=self._peak,
+                                info=info,
+                                run_started=t0,
+                            )
+                        )
                     window.restart_clock()
                 if cfg.out_dir and (
-                    last or (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0)
+                    last
+                    or stop
+                    or (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0)
                 ):
                     self._elapsed = time.perf_counter() - t0
                     self.save_checkpoint(micro_done)
@@ -275,6 +342,18 @@ class Trainer:
         finally:
             bar.close()
         return pd.DataFrame(self.history)
+
+    def _stopped_early(self) -> bool:
+        """Whether early stopping ends the run now (logged once, on rank 0)."""
+        if not self.early_stopping.should_stop:
+            return False
+        if self.info.is_main:
+            logg.info(
+                f"early stopping at step {self.step} of {self.config.steps}: "
+                f"{self.early_stopping.describe()} (early_stopping_patience "
+                f"{self.config.early_stopping_patience})"
+            )
+        return True
 
     def _train_step(self, model: nn.Module, it, micro_done: int) -> dict[str, float]:
         """One optimizer step over ``accum`` micro-batches.
@@ -398,6 +477,7 @@ class Trainer:
                 "optimizer": optim,
                 "scheduler": self.scheduler.state_dict(),
                 "rng": rngs,
+                "early_stopping": self.early_stopping.state_dict(),
                 "world_size": info.world_size,
                 "config": plain(self.config.to_dict()),
             }
@@ -424,6 +504,8 @@ class Trainer:
         self.history.append(row)
         if self.info.is_main and self._metrics_path is not None:
             append_metrics(self._metrics_path, row)
+        if self.info.is_main and self._tracker is not None:
+            self._tracker.log_metrics(tracker_metrics(row), step=int(row["step"]))
 
 
 # --- helpers -------------------------------------------------------------------------------------
