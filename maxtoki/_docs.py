@@ -87,6 +87,11 @@ mod
     "copy": """\
 copy
     Return a modified copy instead of writing into the input.""",
+    "save": """\
+save
+    Write the figure into ``mt.settings.figdir`` (as scanpy's ``save=``): ``True`` as
+    ``<function name>.png``, or a file name whose suffix picks the format (``'age.pdf'``;
+    ``.png`` when it has none). Written before the figure is shown.""",
 }
 
 

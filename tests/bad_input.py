@@ -482,6 +482,7 @@ ADATA_FUNCS: dict[str, tuple[Callable[[], Any], Callable[..., Any]]] = {
         tok,
         lambda d, **k: mt.pl.trajectory(d, fx().prompts, **{"show": False, **k}),
     ),
+    "pl.perturb": (done, lambda d, **k: mt.pl.perturb(d, **{"show": False, **k})),
 }
 
 # how each function reports an AnnData without cells (None: it must work on one)
@@ -498,6 +499,7 @@ NO_CELLS_MSG.update(
         "pl.attention_heads": None,
         "pl.attention_genes": None,
         "pl.evaluation": None,
+        "pl.perturb": None,
         "pl.predicted_age": r"no cell has both a finite .* run `mt\.tl\.predict_time`",
         "pl.age_acceleration": r"no cell of the groups .* run `mt\.tl\.predict_time`",
         "pl.explore": r"no group .* has cells at two or more ages.* pass another `groupby`",

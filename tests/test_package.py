@@ -1,3 +1,4 @@
+import functools
 import os
 import subprocess
 import sys
@@ -115,3 +116,155 @@ def test_test_folders_shadow_no_installed_package():
         spec = importlib.util.find_spec(name)
         where = None if spec is None else spec.origin or list(spec.submodule_search_locations)
         assert spec is None or str(tests) in str(where), f"tests/{name} shadows {where}"
+
+
+# --- dependencies: each declared one is used, each used one is declared -------------------------
+ROOT = Path(__file__).resolve().parents[1]
+#: optional packages a hint names without an extra of their own (they come with other packages)
+HINTED_WITHOUT_EXTRA = {"IPython", "loompy", "pyarrow"}
+
+
+def _pyproject() -> dict:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _dist_name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+@functools.cache
+def _installed() -> dict[str, set[str]]:
+    """Import names of each installed distribution."""
+    from importlib.metadata import packages_distributions
+
+    out: dict[str, set[str]] = {}
+    for mod, dists in packages_distributions().items():
+        for d in dists:
+            out.setdefault(d.lower().replace("_", "-"), set()).add(mod)
+    return out
+
+
+def _import_names(dist: str) -> set[str]:
+    """Top-level import names of an installed distribution (its own name when not installed)."""
+    names = _installed().get(dist, set())
+    return {n for n in names if not n.startswith("_")} or {dist.replace("-", "_")}
+
+
+def _imports_of_the_package() -> dict[str, list[tuple[str, bool]]]:
+    """Third-party top-level modules imported by maxtoki/: ``{name: [(file, at module level)]}``."""
+    import ast
+
+    found: dict[str, list[tuple[str, bool]]] = {}
+    for path in sorted((ROOT / "maxtoki").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        top = set()
+        for node in tree.body:  # module level, TYPE_CHECKING blocks left out
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                top.add(id(node))
+            elif isinstance(node, ast.Try):
+                top.update(id(n) for n in node.body if isinstance(n, (ast.Import, ast.ImportFrom)))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                root = name.split(".")[0]
+                if root in sys.stdlib_module_names or root in ("maxtoki", "__future__"):
+                    continue
+                found.setdefault(root, []).append((str(path.relative_to(ROOT)), id(node) in top))
+    for call in _import_optional_calls():
+        found.setdefault(call[0], []).append((call[2], False))
+    return found
+
+
+def _import_optional_calls() -> list[tuple[str, str, str]]:
+    """``(package, extra, file)`` of every ``import_optional`` call in maxtoki/."""
+    import ast
+
+    calls = []
+    for path in sorted((ROOT / "maxtoki").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "import_optional":
+                extra = next(k.value.value for k in node.keywords if k.arg == "extra")
+                calls.append((node.args[0].value, extra, str(path.relative_to(ROOT))))
+    return calls
+
+
+def test_every_dependency_is_imported_by_the_package():
+    """A base dependency maxtoki never imports (h5py, mudata once) does not belong there."""
+    imported = set(_imports_of_the_package())
+    unused = [
+        dist for dist in map(_dist_name, _pyproject()["project"]["dependencies"])
+        if not _import_names(dist) & imported
+    ]  # fmt: skip
+    assert not unused, f"declared in pyproject but never imported by maxtoki: {unused}"
+
+
+def test_every_imported_package_is_declared():
+    """Base dependencies may be imported anywhere; others only inside functions, and declared."""
+    project = _pyproject()["project"]
+    base = set().union(*(_import_names(_dist_name(r)) for r in project["dependencies"]))
+    extras = project["optional-dependencies"]
+    in_extras = set().union(*(_import_names(_dist_name(r)) for e in extras.values() for r in e))
+    for name, where in sorted(_imports_of_the_package().items()):
+        if name in base:
+            continue
+        at_top = [f for f, top in where if top]
+        assert not at_top, f"{name} (optional) is imported at module level in {at_top}"
+        assert name in in_extras | HINTED_WITHOUT_EXTRA, (
+            f"maxtoki imports {name} (in {where[0][0]}), which no dependency or extra declares"
+        )
+
+
+def test_import_optional_names_an_extra_that_installs_the_package():
+    extras = _pyproject()["project"]["optional-dependencies"]
+    calls = _import_optional_calls()
+    assert {c[0] for c in calls} >= {"ipywidgets", "scanpy"}
+    for package, extra, path in calls:
+        assert extra in extras, f"{path}: extra {extra!r} is not in pyproject"
+        provided = set().union(*(_import_names(_dist_name(r)) for r in extras[extra]))
+        assert package in provided, f"{path}: maxtoki[{extra}] does not install {package}"
+
+
+def test_every_extra_named_in_code_and_docs_exists():
+    import re
+
+    extras = set(_pyproject()["project"]["optional-dependencies"])
+    files = [*(ROOT / "maxtoki").rglob("*.py"), ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+    for path in files:
+        for extra in re.findall(r"maxtoki\[([\w,]+)\]", path.read_text()):
+            unknown = set(extra.split(",")) - extras
+            assert not unknown, f"{path.name} names the extras {unknown}, not in pyproject"
+
+
+def test_the_test_extra_installs_every_extra_the_tests_use():
+    """`.ci/run` installs `.[test]` only: the packages of the tested extras must be in it."""
+    extras = _pyproject()["project"]["optional-dependencies"]
+    test = {_dist_name(r) for r in extras["test"]}
+    for extra in ("explore", "scanpy", "hub"):
+        assert {_dist_name(r) for r in extras[extra]} <= test, extra
+    assert "pip install -e '.[test]'" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize(
+    ("package", "extra"), [("ipywidgets", "explore"), ("scanpy", "scanpy"), ("sklearn", "x")]
+)
+def test_a_missing_optional_package_says_how_to_install_it(package, extra, monkeypatch):
+    from maxtoki._optional import import_optional
+
+    assert import_optional(package, extra=extra, purpose="this").__name__ == package
+    monkeypatch.setitem(sys.modules, package, None)
+    dist = {"sklearn": "scikit-learn"}.get(package, package)
+    with pytest.raises(ImportError) as info:
+        import_optional(package, extra=extra, purpose="mt.pl.something")
+    assert str(info.value) == (
+        f"mt.pl.something needs the optional package `{dist}`: pip install 'maxtoki[{extra}]' "
+        f"(or pip install {dist})"
+    )

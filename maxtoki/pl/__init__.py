@@ -6,6 +6,7 @@ from ._attention_heads import attention_heads
 from ._evaluation import evaluation
 from ._explore import explore
 from ._generated_vs_real import generated_vs_real
+from ._perturb import perturb
 from ._predicted_age import predicted_age
 from ._savefig import savefig
 from ._training_curves import training_curves
@@ -18,6 +19,7 @@ __all__ = [
     "evaluation",
     "explore",
     "generated_vs_real",
+    "perturb",
     "predicted_age",
     "savefig",
     "training_curves",

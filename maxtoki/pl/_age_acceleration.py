@@ -22,6 +22,8 @@ from ._utils import (
 )
 
 if TYPE_CHECKING:
+    import os
+
     import pandas as pd
     from anndata import AnnData
     from matplotlib.axes import Axes
@@ -43,6 +45,7 @@ def age_acceleration(
     mod: str = "rna",
     ax: Axes | None = None,
     show: bool | None = None,
+    save: bool | str | os.PathLike | None = None,
 ) -> Axes | Figure | None:
     """Age acceleration per group (violins or boxes) annotated with the test against the reference.
 
@@ -81,6 +84,7 @@ def age_acceleration(
         Axes to draw into (one stratum only); a new figure otherwise.
     show
         Show the figure; ``None`` shows it on interactive backends only.
+    {save}
 
     Returns
     -------
@@ -169,8 +173,8 @@ def age_acceleration(
         a.set_title(title, fontsize="medium")
     if fig is not None:
         fig.suptitle(f"age acceleration by {stratify_by}")
-        return finish(fig, show)
-    return finish(axs[0], show)
+        return finish(fig, show, save, "age_acceleration")
+    return finish(axs[0], show, save, "age_acceleration")
 
 
 def _panel(

@@ -12,6 +12,8 @@ from ..get import attention_heads
 from ._utils import facet_axes, finish, new_axes, require_columns
 
 if TYPE_CHECKING:
+    import os
+
     from anndata import AnnData
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -34,6 +36,7 @@ def attention_genes(
     mod: str = "rna",
     ax: Axes | None = None,
     show: bool | None = None,
+    save: bool | str | os.PathLike | None = None,
 ) -> Axes | Figure | None:
     """The genes that receive most attention, per head (bar charts).
 
@@ -60,6 +63,7 @@ def attention_genes(
         Axes to draw into (one head only); a new figure otherwise.
     show
         Show the figure; ``None`` shows it on interactive backends only.
+    {save}
 
     Returns
     -------
@@ -134,8 +138,8 @@ def attention_genes(
         target.legend(handles=handles, frameon=False, fontsize="small", **kw)
     if fig is not None:
         fig.suptitle(f"top {n_genes} genes by attention received, per head")
-        return finish(fig, show)
-    return finish(axs[0], show)
+        return finish(fig, show, save, "attention_genes")
+    return finish(axs[0], show, save, "attention_genes")
 
 
 def _strongest(adata, key: str, columns: list[str]) -> list[str]:

@@ -11,6 +11,8 @@ from ..get import attention_heads as get_heads
 from ._utils import bh_adjust, finish, new_axes, require_columns, stars
 
 if TYPE_CHECKING:
+    import os
+
     from anndata import AnnData
     from matplotlib.axes import Axes
 
@@ -28,6 +30,7 @@ def attention_heads(
     mod: str = "rna",
     ax: Axes | None = None,
     show: bool | None = None,
+    save: bool | str | os.PathLike | None = None,
 ) -> Axes | None:
     """Layer × head heatmap of the attention genes of a gene set receive (e.g. TFs).
 
@@ -55,6 +58,7 @@ def attention_heads(
         Axes to draw into; a new figure otherwise.
     show
         Show the figure; ``None`` shows it on interactive backends only.
+    {save}
 
     Returns
     -------
@@ -135,4 +139,4 @@ def attention_heads(
         f"{n_sig}/{int(np.isfinite(pgrid).sum())} heads with {adj}p < {alpha:g} (*)",
         fontsize="medium",
     )
-    return finish(ax, show)
+    return finish(ax, show, save, "attention_heads")

@@ -4,10 +4,13 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from .._docs import inject_docs
 from ..get import evaluate as get_table
 from ._utils import finish, new_axes, palette, require_columns, unit_scale
 
 if TYPE_CHECKING:
+    import os
+
     import pandas as pd
     from anndata import AnnData
     from matplotlib.axes import Axes
@@ -24,6 +27,7 @@ _LABELS = {
 _METHOD_COLORS = {"maxtoki": "#d1495b", "naive": "#9aa5b1", "sgd": "#30638e"}
 
 
+@inject_docs
 def evaluation(
     table: pd.DataFrame | AnnData,
     *,
@@ -33,6 +37,7 @@ def evaluation(
     annotate: bool = True,
     ax: Axes | None = None,
     show: bool | None = None,
+    save: bool | str | os.PathLike | None = None,
 ) -> Axes | None:
     """Bar chart of MaxToki against its baselines (and ablations), per evaluation split.
 
@@ -55,6 +60,7 @@ def evaluation(
         Axes to draw into; a new figure otherwise.
     show
         Show the figure; ``None`` shows it on interactive backends only.
+    {save}
 
     Returns
     -------
@@ -131,4 +137,4 @@ def evaluation(
         fontsize="small",
     )
     ax.margins(y=0.12)
-    return finish(ax, show)
+    return finish(ax, show, save, "evaluation")

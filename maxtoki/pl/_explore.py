@@ -11,6 +11,7 @@ import numpy as np
 from .._anndata import group_labels, is_number, numeric_obs, positive_int, resolve_modality
 from .._docs import inject_docs
 from .._keys import TOKENS_KEY, read_tokens
+from .._optional import import_optional
 from .._validate import max_genes_of, model_vocab
 from ._utils import require_columns
 
@@ -20,10 +21,6 @@ if TYPE_CHECKING:
     from .._vocab import GeneVocab
     from ..models import MaxToki
 
-_NO_WIDGETS = (
-    "mt.pl.explore is an ipywidgets app: install ipywidgets (`pip install ipywidgets`) and run "
-    "it in Jupyter. Without it, use mt.tl.predict_time, mt.tl.generate and mt.tl.attention."
-)
 _NO_KERNEL = (
     "mt.pl.explore: not running in a Jupyter kernel, so the app cannot be displayed. It is "
     "returned anyway: drive it through `app.controls` (set values, call `.click()`) or open it "
@@ -97,10 +94,11 @@ def explore(
     The app, an :class:`ipywidgets.VBox` (display it as a cell's last expression). Its
     ``controls`` attribute maps names to the widgets (``group``, ``context``, ``query``,
     ``timelapse``, ``predict``, ``generate``, ``head``, ``attention``, ``output``, ``plot``,
-    ``status``) so that it can be driven from code. Without ipywidgets a warning explains what
-    is needed and ``None`` is returned; outside a Jupyter kernel the app is returned with a
-    warning.
+    ``status``) so that it can be driven from code. Outside a Jupyter kernel the app is
+    returned with a warning. Without ipywidgets (``pip install 'maxtoki[explore]'``) an
+    :class:`ImportError` says how to install it.
     """
+    import_optional("ipywidgets", extra="explore", purpose="mt.pl.explore (an ipywidgets app)")
     adata, _ = resolve_modality(adata, mod)
     n_top_genes = positive_int("n_top_genes", n_top_genes)
     positive_int("max_genes", max_genes, optional=True)
@@ -120,11 +118,6 @@ def explore(
         random_state=random_state,
         tokens_key=tokens_key,
     )
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        warnings.warn(_NO_WIDGETS, UserWarning, stacklevel=2)
-        return None
     app = _App(state, n_top_genes=int(n_top_genes), temperature=float(temperature)).box
     if not _in_kernel():
         warnings.warn(_NO_KERNEL, UserWarning, stacklevel=2)

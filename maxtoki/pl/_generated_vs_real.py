@@ -8,9 +8,12 @@ from .. import logging as logg
 from .._anndata import positive_int, resolve_modality
 from .._docs import inject_docs
 from .._keys import DEFAULT_KEY, TokenSlots, read_params, slot
+from .._optional import import_optional
 from ._utils import ORIGIN_COLORS, categories, finish, new_axes, palette, require_columns
 
 if TYPE_CHECKING:
+    import os
+
     import pandas as pd
     from anndata import AnnData
     from matplotlib.axes import Axes
@@ -37,6 +40,7 @@ def generated_vs_real(
     mod: str = "rna",
     ax: Axes | None = None,
     show: bool | None = None,
+    save: bool | str | os.PathLike | None = None,
 ) -> Axes | None:
     """Real and generated cells in one embedding (PCA, then UMAP when cheap).
 
@@ -44,7 +48,7 @@ def generated_vs_real(
     10,000 (``X`` of real cells holding integer counts is normalised over all its genes;
     generated cells from :func:`maxtoki.tl.generate` already hold that scale), stacked, and
     embedded by PCA (scanpy), then, with ``basis='umap'`` (or ``'auto'`` and at most 20,000
-    cells), UMAP on the PCA neighbour graph.
+    cells), UMAP on the PCA neighbour graph. Needs scanpy: ``pip install 'maxtoki[scanpy]'``.
 
     Generated cells carry only their top-ranked genes. With ``representation='top_genes'``
     (default) real cells are shown the same way: each keeps the genes of its own top
@@ -82,6 +86,7 @@ def generated_vs_real(
         Axes to draw into; a new figure otherwise.
     show
         Show the figure; ``None`` shows it on interactive backends only.
+    {save}
 
     Returns
     -------
@@ -120,7 +125,7 @@ def generated_vs_real(
         fontsize="medium",
     )
     logg.info(f"generated_vs_real: neighbour mixing {mixing:.2f} (expected {expected:.2f})")
-    return finish(ax, show)
+    return finish(ax, show, save, "generated_vs_real")
 
 
 def _common_genes(real: AnnData, generated: AnnData, color: str) -> pd.Index:
@@ -188,7 +193,7 @@ def _embed(
     both: AnnData, is_gen: np.ndarray, basis: str, n_comps: int, rng: int
 ) -> tuple[np.ndarray, tuple[str, str], str, float, float]:
     """PCA (and UMAP) of ``both``: coordinates, axis labels, basis drawn, neighbour mixing."""
-    import scanpy as sc
+    sc = import_optional("scanpy", extra="scanpy", purpose="mt.pl.generated_vs_real")
 
     n_comps = int(max(2, min(n_comps, both.n_obs - 1, both.n_vars - 1)))
     sc.pp.pca(both, n_comps=n_comps, random_state=rng)

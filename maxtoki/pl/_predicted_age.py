@@ -18,6 +18,8 @@ from ._utils import (
 )
 
 if TYPE_CHECKING:
+    import os
+
     from anndata import AnnData
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -37,6 +39,7 @@ def predicted_age(
     mod: str = "rna",
     ax: Axes | None = None,
     show: bool | None = None,
+    save: bool | str | os.PathLike | None = None,
 ) -> Axes | Figure | None:
     """Scatter of predicted against chronological age, with the identity line and error summary.
 
@@ -65,6 +68,7 @@ def predicted_age(
         Axes to draw into; a new figure otherwise.
     show
         Show the figure; ``None`` shows it on interactive backends only.
+    {save}
 
     Returns
     -------
@@ -101,7 +105,7 @@ def predicted_age(
     if groupby is None:
         ax = new_axes(ax)
         _panel(ax, true, pred, ok, hue, colors, color, unit, size, limits, legend=True)
-        return finish(ax, show)
+        return finish(ax, show, save, "predicted_age")
 
     labels = adata.obs[groupby].astype(str).to_numpy()
     groups = [g for g in categories(adata.obs[groupby]) if (ok & (labels == g)).any()]
@@ -124,7 +128,7 @@ def predicted_age(
         fig.legend(handles=handles, title=color, loc="outside right upper", frameon=False)
     n_err = np.median(np.abs(pred[ok] - true[ok]))
     fig.suptitle(f"{predicted_key} by {groupby} (all cells: median |error| {n_err:.1f} {unit})")
-    return finish(fig, show)
+    return finish(fig, show, save, "predicted_age")
 
 
 def _panel(ax, true, pred, keep, hue, colors, color, unit, size, limits, *, legend, short=False):

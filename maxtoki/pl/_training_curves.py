@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .._anndata import positive_int
+from .._docs import inject_docs
 from ._utils import finish, unit_scale
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ _LOSSES = ("loss", "ce", "time_loss")
 _ERRORS = ("mae_months", "median_ae_months")
 
 
+@inject_docs
 def training_curves(
     history: pd.DataFrame | str | os.PathLike,
     *,
@@ -29,6 +31,7 @@ def training_curves(
     logy: bool = False,
     ax: Sequence[Axes] | None = None,
     show: bool | None = None,
+    save: bool | str | os.PathLike | None = None,
 ) -> Figure | None:
     """Training and validation loss, and validation age error, against the training step.
 
@@ -53,6 +56,7 @@ def training_curves(
         Two Axes to draw into (loss, age error); a new figure otherwise.
     show
         Show the figure; ``None`` shows it on interactive backends only.
+    {save}
 
     Returns
     -------
@@ -144,7 +148,7 @@ def training_curves(
         a_err.set_title("validation timelapse error", fontsize="medium")
     a_err.set_xlabel(x.replace("_", " "))
     a_err.set_ylabel(f"absolute error ({unit})")
-    return finish(fig, show)
+    return finish(fig, show, save, "training_curves")
 
 
 def _informative(rows: pd.DataFrame, column: str) -> bool:

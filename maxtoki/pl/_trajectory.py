@@ -11,6 +11,8 @@ from .._docs import inject_docs
 from ._utils import ORIGIN_COLORS, finish, new_axes, require_columns, unit_scale
 
 if TYPE_CHECKING:
+    import os
+
     import pandas as pd
     from anndata import AnnData
     from matplotlib.axes import Axes
@@ -33,6 +35,7 @@ def trajectory(
     mod: str = "rna",
     ax: Axes | None = None,
     show: bool | None = None,
+    save: bool | str | os.PathLike | None = None,
 ) -> Axes | None:
     """Prompts on a time axis: context cells joined by Δt arrows, the query, generated cells.
 
@@ -67,6 +70,7 @@ def trajectory(
         Axes to draw into; a new figure otherwise.
     show
         Show the figure; ``None`` shows it on interactive backends only.
+    {save}
 
     Returns
     -------
@@ -101,7 +105,7 @@ def trajectory(
         logg.warning("trajectory: no generated cell shares a drawn prompt's context or group")
     _legend(ax, show_pred, None if generated is None else n_gen_total)
     ax.set_title("temporal prompts: Δt in months")
-    return finish(ax, show)
+    return finish(ax, show, save, "trajectory")
 
 
 def _check_inputs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -63,11 +64,15 @@ def facet_axes(
     return fig, flat[:n]
 
 
-def finish(artist: Any, show: bool | None) -> Any:
-    """Show the figure (``show=True``; ``None``: on interactive backends) or return ``artist``."""
+def finish(artist: Any, show: bool | None, save: bool | str | os.PathLike | None, name: str) -> Any:
+    """Save the figure (``save=``, see :func:`save_figure`), then show it or return ``artist``.
+
+    ``show=True`` shows it; ``None`` shows it on interactive backends only.
+    """
     import matplotlib
     import matplotlib.pyplot as plt
 
+    save_figure(artist, save, name)
     if show is None:
         show = matplotlib.get_backend().lower() not in {
             "agg",
@@ -81,6 +86,27 @@ def finish(artist: Any, show: bool | None) -> Any:
         plt.show()
         return None
     return artist
+
+
+def save_figure(artist: Any, save: bool | str | os.PathLike | None, name: str) -> None:
+    """Write the figure of ``artist`` into ``mt.settings.figdir`` as ``save=`` asks.
+
+    ``None``/``False``: nothing; ``True``: ``f"{name}.png"``; a file name or path: that file
+    (:func:`maxtoki.pl.savefig` rules: the suffix picks the format, ``.png`` without one).
+    """
+    from .. import logging as logg
+    from ._savefig import savefig
+
+    if save is None or save is False:
+        return
+    if save is True:
+        save = f"{name}.png"
+    elif not isinstance(save, (str, os.PathLike)) or not str(save):
+        raise TypeError(
+            f"save must be True, a file name or a path (or None), got {type(save).__name__}"
+        )
+    path = savefig(artist, save)
+    logg.info(f"saved figure to {path}")
 
 
 def require_columns(frame: Any, columns: list[str], what: str, fix: str) -> None:

@@ -236,6 +236,41 @@ def new_figure():
     return plt.figure()
 
 
+T = "pl.perturb"
+case(T, "before-tl.perturb", tok, call(T), match=r"run `mt\.tl\.perturb` first")
+case(T, "key-unknown", done, call(T, key="nope"), match=r"uns has no 'nope' table: run `mt\.tl")
+case(
+    T,
+    "color-unknown",
+    done,
+    call(T, color="role"),
+    match=r"adata\.var has no \['role'\]; pass an existing var column as `color`",
+)
+case(T, "gene_symbols-unknown", done, call(T, gene_symbols="symbol"), match=r"`gene_symbols`")
+case(T, "unit-unknown", done, call(T, unit="days"), match=UNIT)
+for bad in (0, 1.5, "0.05"):
+    case(T, f"alpha={bad!r}", done, call(T, alpha=bad), match=r"alpha must lie in \(0, 1\)")
+case(T, "n_genes=0", done, call(T, n_genes=0), match=r"n_genes " + NOT_INT)
+
+
+def _no_shift():
+    d = done()
+    d.uns["maxtoki_perturb"]["table"]["mean_shift_months"][:] = np.nan
+    return d
+
+
+case(T, "no-gene-with-a-shift", _no_shift, call(T), match=r"no gene in uns\['maxtoki_perturb'\]")
+works(T, "color-by-var", done, call(T, color="gene_kind"), unchanged=True)
+for name, bad in (("int", 3), ("list", ["a.png"]), ("empty", "")):
+    case(
+        T,
+        f"save-{name}",
+        done,
+        call(T, save=bad),
+        TypeError,
+        r"save must be True, a file name or a path \(or None\)",
+    )
+
 T = "pl.savefig"
 for name, bad in (("list", lambda: [1]), ("None", lambda: None), ("str", lambda: "fig")):
     case(

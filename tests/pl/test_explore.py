@@ -98,7 +98,7 @@ def test_explore_bad_input(out):
         mt.pl.explore(out.adata, model=out.model, vocab=out.vocab, groupby="nope")
 
 
-def test_explore_without_ipywidgets(out, monkeypatch):
+def test_explore_without_ipywidgets_says_how_to_install_it(out, monkeypatch):
     monkeypatch.setitem(sys.modules, "ipywidgets", None)
-    with pytest.warns(UserWarning, match="install ipywidgets"):
-        assert mt.pl.explore(out.adata, model=out.model, vocab=out.vocab) is None
+    with pytest.raises(ImportError, match=r"pip install 'maxtoki\[explore\]'"):
+        mt.pl.explore(out.adata, model=out.model, vocab=out.vocab)

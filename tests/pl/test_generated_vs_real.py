@@ -36,3 +36,12 @@ def test_generated_vs_real_bad_input(out):
         mt.pl.generated_vs_real(untokenized, out.generated, basis="pca", show=False)
     with pytest.raises(ValueError, match="color"):
         mt.pl.generated_vs_real(out.adata, out.generated, color="condition", show=False)
+
+
+def test_without_scanpy_says_how_to_install_it(out, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scanpy", None)
+    hint = r"pip install 'maxtoki\[scanpy\]' \(or pip install scanpy\)"
+    with pytest.raises(ImportError, match=hint):
+        mt.pl.generated_vs_real(out.adata, out.generated, show=False)
