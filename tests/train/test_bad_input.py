@@ -105,6 +105,34 @@ case(
     (ValueError, TypeError),
     r"steps",
 )
+case(
+    T,
+    "tracker-unknown",
+    lambda: {"tracker": "wandb"},
+    lambda d: mt.train.TrainConfig.from_dict(d),
+    match=r"tracker must be one of \['none', 'tensorboard', 'mlflow'\]",
+)
+case(
+    T,
+    "tensorboard-without-out_dir",
+    lambda: {"tracker": "tensorboard"},
+    lambda d: mt.train.TrainConfig.from_dict(d),
+    match=r"set out_dir|pip install 'maxtoki\[tensorboard\]'",
+)
+case(
+    T,
+    "early_stopping_patience-0",
+    lambda: {"early_stopping_patience": 0},
+    lambda d: mt.train.TrainConfig.from_dict(d),
+    match=r"early_stopping_patience must be >= 1 or None",
+)
+case(
+    T,
+    "early_stopping_min_delta-negative",
+    lambda: {"early_stopping_min_delta": -1.0},
+    lambda d: mt.train.TrainConfig.from_dict(d),
+    match=r"early_stopping_min_delta must be >= 0",
+)
 T = "train.build_model"
 case(
     T,
