@@ -13,6 +13,11 @@ _TUTORIALS.mkdir()
 for _notebook in sorted((_HERE.parent / "tutorials").glob("*.ipynb")):
     shutil.copy2(_notebook, _TUTORIALS / _notebook.name)
 
+# the help text of the command line, included by api.md: generated from the parser at each build
+from maxtoki._cli_docs import write_cli_help  # noqa: E402
+
+write_cli_help(_HERE / "generated")
+
 project = "maxtoki"
 author = "maxtoki developers"
 copyright = "2026, maxtoki developers"

@@ -173,8 +173,8 @@ def _require_pyarrow() -> None:
         import pyarrow  # noqa: F401
     except ImportError:
         raise ImportError(
-            "--format parquet needs the `pyarrow` package: pip install pyarrow (or pass "
-            "--format h5ad)"
+            "--format parquet needs the `pyarrow` package: pip install 'maxtoki[parquet]' "
+            "(or pip install pyarrow), or pass --format h5ad"
         ) from None
 
 
