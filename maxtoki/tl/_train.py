@@ -63,8 +63,9 @@ def train(
         ``None``: the vocabulary of ``model`` when it is a model or a model folder.
     model
         ``None`` or a preset name (``"tiny"``…) builds a new model sized for ``vocab``
-        (time-token embeddings start smooth in their month value); a model folder or a
-        :class:`~maxtoki.models.MaxToki` continues training that model (in place).
+        (time-token embeddings start smooth in their month value); a model folder, a Hugging
+        Face Hub repo id (``"org/name"``) or a :class:`~maxtoki.models.MaxToki` continues
+        training that model (a given ``MaxToki`` in place).
     prompts
         A table from :func:`maxtoki.pp.trajectories`; ``None`` builds one from the arguments
         below.
