@@ -27,6 +27,30 @@ case(
 )
 case(
     T,
+    "from_pretrained-subfolder-outside",
+    lambda: tmp_root(),
+    lambda p: mt.models.MaxToki.from_pretrained(p, subfolder="../elsewhere"),
+    ValueError,
+    r"subfolder='\.\./elsewhere' must be a relative path inside the model folder or repo",
+)
+case(
+    T,
+    "from_pretrained-revision-of-a-local-folder",
+    lambda: tmp_root(),
+    lambda p: mt.models.MaxToki.from_pretrained(p, revision="v1"),
+    ValueError,
+    r"revision='v1' applies to Hub repos, but .* is a local folder; drop `revision=`",
+)
+case(
+    T,
+    "from_pretrained-bad-hub-repo-id",  # refused before any network access
+    lambda: "not a repo!",
+    lambda p: mt.models.MaxToki.from_pretrained(p, local_files_only=True),
+    ValueError,
+    r"'not a repo!' is neither a local folder nor a valid Hugging Face Hub repo id",
+)
+case(
+    T,
     "config-a-str",
     lambda: "tiny",
     lambda c: mt.models.MaxToki(c),
