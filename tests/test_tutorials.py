@@ -21,6 +21,16 @@ CELL_TIMEOUT_S = 600
 notebooks = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 
 
+def _run_script():
+    """tutorials/run.py as a module (its code hash is the one it stores)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tutorials_run", TUTORIALS / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _code_cells(nb):
     return [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()]
 
@@ -46,13 +56,46 @@ def test_committed_notebook_has_outputs_and_no_errors(path):
                 if "Traceback (most recent call last)" in "".join(out.get("text", "")):
                     errors.append(f"cell {i}: traceback printed on stderr")
     assert not missing, (
-        f"{path.name}: code cells {missing} have no stored output; execute the notebook and "
-        "commit it with its outputs"
+        f"{path.name}: code cells {missing} have no stored output; re-run "
+        f"`python tutorials/run.py {path.stem}` and commit the notebook with its outputs"
     )
     assert not errors, f"{path.name} has error outputs stored:\n" + "\n".join(errors)
     counts = [c.get("execution_count") for _, c in _code_cells(nb)]
     assert all(isinstance(n, int) for n in counts), f"{path.name}: cells were not all executed"
     assert counts == sorted(counts), f"{path.name}: cells were executed out of order: {counts}"
+
+
+@notebooks
+def test_stored_outputs_are_from_the_current_code(path):
+    """The outputs were made by the code cells shown: tutorials/run.py records their hash."""
+    run = _run_script()
+    nb = nbformat.read(path, as_version=4)
+    stored = run.stamped_hash(nb)
+    assert stored is not None, (
+        f"{path.name} was not executed by tutorials/run.py (no code hash in its metadata); "
+        f"re-run `python tutorials/run.py {path.stem}`"
+    )
+    assert stored == run.code_hash(nb), (
+        f"{path.name}: its code cells changed after its outputs were stored; re-run "
+        f"`python tutorials/run.py {path.stem}` and commit the notebook"
+    )
+
+
+def test_the_code_hash_sees_code_and_ignores_outputs_and_markdown():
+    run = _run_script()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# title"), nbformat.v4.new_code_cell("x = 1")]
+    before = run.code_hash(nb)
+    run.stamp(nb)
+    assert run.stamped_hash(nb) == before
+    nb.cells[0].source = "# another title"
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1")]
+    assert run.code_hash(nb) == before
+    nb.cells[1].source = "x = 2"
+    assert run.code_hash(nb) != before
+    nb.cells[1].source = "x = 1"
+    nb.cells.append(nbformat.v4.new_code_cell(""))
+    assert run.code_hash(nb) != before  # a new cell, even empty, has no stored output yet
 
 
 @pytest.mark.slow
