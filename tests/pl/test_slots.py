@@ -15,6 +15,7 @@ from maxtoki._keys import DEFAULT_KEY, PREDICTED_KEY, SLOTS, slot
         ("attention_heads", "key", "attention", "mt.tl.attention"),
         ("attention_genes", "key", "attention", "mt.tl.attention"),
         ("evaluation", "key", "evaluate", "mt.tl.evaluate"),
+        ("perturb", "key", "perturb", "mt.tl.perturb"),
         ("predicted_age", "predicted_key", "age", "mt.tl.predict_time"),
         ("trajectory", "predicted_key", "age", "mt.tl.predict_time"),
     ],
