@@ -130,6 +130,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--batch-size", type=int, default=None, help="prompts per forward pass")
     r.add_argument("--device", default=None, help="torch device (default: mt.settings.device)")
+    r.add_argument(
+        "--dtype", choices=["auto", "bfloat16", "float16", "float32", "float64"], default=None,
+        help="inference precision (mt.settings.dtype; default 'auto': bfloat16 autocast on CUDA, "
+        "the weights' dtype on the CPU)",
+    )  # fmt: skip
     p.set_defaults(func=_run)
 
 
@@ -398,7 +403,8 @@ def _compute(todo, bounds, shards: Path, source: _Source, ref, model, args) -> N
             shard = source.adata(rows)
             _mark_cells(shard, rows, args)
             # one shard at a time: the tools' own lines and bars would repeat for every shard
-            with settings.override(verbosity=min(settings.verbosity, 1)):
+            quiet = {"verbosity": min(settings.verbosity, 1)}
+            with settings.override(**quiet, **({"dtype": args.dtype} if args.dtype else {})):
                 if "ages" in args.what:
                     predict_time(
                         shard, context=ref, reference_key=args.reference_key,

@@ -115,7 +115,7 @@ def test_embeddings_of_a_stage1_model_in_shards(cli, tmp_path):
     out = tmp_path / "out"
     argv = ["predict", cli.store, "--model", cli.stage1_dir, "-o", out, "--what", "embeddings",
             "--shard-size", "25", "--emb-layer", "penultimate", "--emb-mode", "eos",
-            "--max-genes", "8", "--device", "cpu"]  # fmt: skip
+            "--max-genes", "8", "--device", "cpu", "--dtype", "float32"]  # fmt: skip
     assert cli.run(*argv) == 0
     got = pd.read_parquet(out / "predictions.parquet")
     expected = cli.tokenized(cli.cells, cli.vocab)
