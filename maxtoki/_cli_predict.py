@@ -318,7 +318,7 @@ def _params(args: argparse.Namespace, kind: str, source: _Source, model) -> dict
     weights = sorted(Path(args.model).glob("*.safetensors")) if Path(args.model).is_dir() else []
     config = json.dumps(json_safe(model.config.to_dict()), sort_keys=True, default=str)
     model_id = {
-        "path": str(args.model),
+        "path": str(Path(args.model).resolve()) if weights else str(args.model),
         "config_sha256": hashlib.sha256(config.encode()).hexdigest()[:16],
         "vocab": model.vocab.hash,
         "weights": [[w.name, w.stat().st_size, w.stat().st_mtime_ns] for w in weights],

@@ -37,6 +37,25 @@ def test_an_h5ad_file_in_one_shard_equals_the_tools(cli, tmp_path):
     np.testing.assert_allclose(got.obsm["X_maxtoki"], expected.obsm["X_maxtoki"], atol=1e-5)
 
 
+def test_without_donors_a_cell_is_never_its_own_context(cli, tmp_path):
+    """``--donor-key none``: as ``mt.tl.predict_time(donor_key=None)``, which skips the cell itself.
+
+    With one group the CLI's rule (each cell its own "donor") draws the same contexts in the same
+    order as the tool's own rule (the query's row left out of the pool).
+    """
+    out = tmp_path / "out"
+    argv = ["predict", cli.cells_file, "--model", cli.model_dir, "-o", out, "--format", "h5ad",
+            "--groupby", "--donor-key", "none", "--n-contexts", "3", "--max-genes", "8",
+            "--device", "cpu"]  # fmt: skip
+    assert cli.run(*argv) == 0
+    got = ad.read_h5ad(out / "predictions.h5ad")
+    expected = cli.tokenized(cli.cells, cli.vocab)
+    _quiet(mt.tl.predict_time, expected, model=cli.model_of(cli.model_dir), groupby=None,
+           donor_key=None, n_contexts=3, **QUIET)  # fmt: skip
+    for c in AGES:
+        np.testing.assert_allclose(got.obs[c], expected.obs[c], rtol=1e-6, err_msg=c)
+
+
 def _store_expected(cli, shard_size: int, random_state: int) -> pd.DataFrame:
     """Shard k: ``mt.tl.predict_time(shard, context=reference, random_state=random_state + k)``."""
     cells = cli.tokenized(cli.cells, cli.vocab)
