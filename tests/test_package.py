@@ -121,7 +121,7 @@ def test_test_folders_shadow_no_installed_package():
 # --- dependencies: each declared one is used, each used one is declared -------------------------
 ROOT = Path(__file__).resolve().parents[1]
 #: optional packages a hint names without an extra of their own (they come with other packages)
-HINTED_WITHOUT_EXTRA = {"IPython", "loompy", "pyarrow"}
+HINTED_WITHOUT_EXTRA = {"IPython", "loompy"}
 
 
 def _pyproject() -> dict:
@@ -248,7 +248,7 @@ def test_the_test_extra_installs_every_extra_the_tests_use():
     """`.ci/run` installs `.[test]` only: the packages of the tested extras must be in it."""
     extras = _pyproject()["project"]["optional-dependencies"]
     test = {_dist_name(r) for r in extras["test"]}
-    for extra in ("explore", "scanpy", "hub"):
+    for extra in ("explore", "scanpy", "hub", "parquet"):
         assert {_dist_name(r) for r in extras[extra]} <= test, extra
     assert "pip install -e '.[test]'" in (ROOT / ".ci" / "run").read_text()
 
