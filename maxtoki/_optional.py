@@ -5,8 +5,16 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-#: Distribution name of an import name, where the two differ (for the ``pip install`` hint).
-_DISTRIBUTIONS = {"sklearn": "scikit-learn", "yaml": "pyyaml", "flash_attn": "flash-attn"}
+#: The optional packages (import name → distribution name, for the ``pip install`` hint): only
+#: these are imported by name, never a name computed from input.
+_OPTIONAL = {
+    "flash_attn": "flash-attn",
+    "huggingface_hub": "huggingface-hub",
+    "ipywidgets": "ipywidgets",
+    "scanpy": "scanpy",
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+}
 
 
 def import_optional(name: str, *, extra: str, purpose: str) -> ModuleType:
@@ -25,10 +33,12 @@ def import_optional(name: str, *, extra: str, purpose: str) -> ModuleType:
     -------
     The module.
     """
+    if name not in _OPTIONAL:
+        raise ValueError(f"{name!r} is not one of maxtoki's optional packages {sorted(_OPTIONAL)}")
     try:
         return importlib.import_module(name)
     except ImportError as err:
-        dist = _DISTRIBUTIONS.get(name, name)
+        dist = _OPTIONAL[name]
         raise ImportError(
             f"{purpose} needs the optional package `{dist}`: pip install 'maxtoki[{extra}]' "
             f"(or pip install {dist})"

@@ -339,10 +339,15 @@ def _read_index(folder: Path, index: Path) -> dict[Path, set[str]]:
     if not isinstance(weight_map, dict):
         raise ValueError(f"'weight_map' in {index} must map tensor names to shard files.")
     shards: dict[Path, set[str]] = {}
+    roots = _allowed_roots(folder)
     for name, filename in weight_map.items():
         relative = Path(str(filename))
-        file = folder / relative  # not resolved: in the Hub's cache, files link to its blobs/
-        if relative.is_absolute() or ".." in relative.parts:
+        file = folder / relative
+        if (
+            relative.is_absolute()
+            or ".." in relative.parts
+            or not any(file.resolve().is_relative_to(root) for root in roots)
+        ):
             raise ValueError(
                 f"shard {filename!r} of tensor {name!r} in {index} points outside {folder}."
             )
@@ -350,6 +355,21 @@ def _read_index(folder: Path, index: Path) -> dict[Path, set[str]]:
             raise FileNotFoundError(f"shard {filename!r} listed in {index} is missing.")
         shards.setdefault(file, set()).add(name)
     return shards
+
+
+def _allowed_roots(folder: Path) -> list[Path]:
+    """Where a shard may really lie: the folder, or a Hub cache snapshot's ``blobs/``.
+
+    In the Hugging Face cache, ``models--org--name/snapshots/<commit>/…`` holds links into
+    ``models--org--name/blobs/``; a link anywhere else leaves the checkpoint.
+    """
+    real = folder.resolve()
+    roots = [real]
+    for parent in folder.absolute().parents:
+        if parent.name == "snapshots" and parent.parent.name.startswith("models--"):
+            roots.append((parent.parent / "blobs").resolve())
+            break
+    return roots
 
 
 def _check_state(model: MaxToki, state: dict[str, torch.Tensor], config: MaxTokiConfig) -> None:

@@ -42,7 +42,7 @@ FORBIDDEN = {
     "code.interact", "runpy.run_path", "runpy.run_module",
 }  # fmt: skip
 #: dynamic imports of a computed name are allowed only where it comes from a fixed list
-IMPORT_MODULE_ALLOWED = {"__init__.py"}
+IMPORT_MODULE_ALLOWED = {"__init__.py", "_optional.py"}
 
 
 def _qualified(node: ast.AST, aliases: dict[str, str]) -> str | None:
@@ -160,6 +160,9 @@ def test_package_never_unpickles_or_executes_strings():
     # the one dynamic import takes its name from a fixed tuple of subpackages
     init = (PACKAGE / "__init__.py").read_text()
     assert "if name in _SUBPACKAGES:\n        module = importlib.import_module" in init
+    # and the optional-package helper only imports the names of its fixed table
+    optional = (PACKAGE / "_optional.py").read_text()
+    assert "if name not in _OPTIONAL:\n        raise ValueError" in optional
 
 
 # --- malicious pickles -------------------------------------------------------------------------
