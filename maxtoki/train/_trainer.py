@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,6 @@ from ._config import TrainConfig
 from ._distributed import (
     DistInfo,
     all_gather_list,
-    all_reduce_sum,
     barrier,
     full_model_state_dict,
     init_distributed,
@@ -44,18 +41,16 @@ from ._metrics import (
     start_metrics_file,
 )
 from ._model import attach_vocab
-from ._optim import build_optimizer, clipped_grad_norm
+from ._optim import build_optimizer
 from ._run_state import (
     EarlyStopping,
     load_resume_checkpoint,
     restore_run_state,
     write_on_main,
 )
+from ._step import NonFiniteLossError as NonFiniteLossError  # re-exported
+from ._step import optimizer_step
 from ._tracking import Tracker, flat_params, make_tracker, tracker_metrics
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss or the gradient norm became NaN/inf."""
 
 
 class Trainer:
@@ -294,15 +289,7 @@ class Trainer:
                 bar.update(1)
                 last = self.step == cfg.steps
                 if self.step % cfg.log_interval == 0 or last:
-                    row = window.row(
-                        step=self.step,
-                        lr=self.scheduler.get_last_lr()[0],
-                        grad_norm=step_stats["grad_norm"],
-                        n_params=self.n_params,
-                        peak_flops=self._peak,
-                        info=info,
-                        run_started=t0,
-                    )
+                    row = self._train_row(window, step_stats, t0)
                     self._record(row)
                     bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,.0f}")
                     window.reset()
@@ -319,17 +306,7 @@ class Trainer:
                     self.early_stopping.update(row["loss"], self.step)
                     stop = self._stopped_early()
                     if stop and window.steps:  # the steps since the last train row
-                        self._record(
-                            window.row(
-                                step=self.step,
-                                lr=self.scheduler.get_last_lr()[0],
-                                grad_norm=step_stats["grad_norm"],
-                                n_params=self.n_params,
-                                peak_flops=self._peak,
-                                info=info,
-                                run_started=t0,
-                            )
-                        )
+                        self._record(self._train_row(window, step_stats, t0))
                     window.restart_clock()
                 if cfg.out_dir and (
                     last
@@ -342,6 +319,13 @@ class Trainer:
         finally:
             bar.close()
         return pd.DataFrame(self.history)
+
+    def _train_row(self, window: TrainWindow, step_stats: dict, t0: float) -> dict[str, Any]:
+        return window.row(
+            step=self.step, lr=self.scheduler.get_last_lr()[0],
+            grad_norm=step_stats["grad_norm"], n_params=self.n_params, peak_flops=self._peak,
+            info=self.info, run_started=t0,
+        )  # fmt: skip
 
     def _stopped_early(self) -> bool:
         """Whether early stopping ends the run now (logged once, on rank 0)."""
@@ -356,72 +340,11 @@ class Trainer:
         return True
 
     def _train_step(self, model: nn.Module, it, micro_done: int) -> dict[str, float]:
-        """One optimizer step over ``accum`` micro-batches.
-
-        A non-finite loss or gradient norm raises, or (``on_nan="skip"``) discards the whole step
-        on every rank alike: its remaining micro-batches are drawn but not used, so the data
-        position stays aligned and no rank applies gradients the others did not reduce.
-        """
-        cfg, info = self.config, self.info
-        totals = {"loss": 0.0, "ce": 0.0, "time": 0.0, "tokens": 0}
-        used, skip = 0, False
-        for k in range(self.accum):
-            batch = next(it)
-            if skip:
-                continue
-            with _grad_sync(model, enabled=k == self.accum - 1):
-                with self._autocast or nullcontext():
-                    out = self._losses(model, batch)
-                loss = out["loss"]
-                bad = not bool(torch.isfinite(loss.detach()))
-                if info.initialized and info.world_size > 1:
-                    flag = torch.tensor([float(bad)], device=info.device)
-                    bad = bool(all_reduce_sum(flag, info)[0] > 0)
-                if bad:
-                    where = (
-                        f"step {self.step + 1}, micro-batch {k + 1}/{self.accum} "
-                        f"(rank {info.rank}, micro-batch #{micro_done + k}, "
-                        f"dataset indices {batch['index'][:16]})"
-                    )
-                    if cfg.on_nan == "raise":
-                        raise NonFiniteLossError(
-                            f"non-finite loss ({float(loss.detach())}) at {where}; lower the "
-                            "learning rate, check these examples, or set on_nan='skip'"
-                        )
-                    logg.warning(f"skipping the step: non-finite loss at {where}")
-                    skip = True
-                    continue
-                (loss / self.accum).backward()
-            used += 1
-            totals["loss"] += float(loss.detach())
-            totals["ce"] += float(out["ce"])
-            totals["time"] += float(out["time"])
-            totals["tokens"] += int(batch["n_tokens"])
-        grad_norm = float("nan")
-        if not skip:
-            grad_norm = clipped_grad_norm(model, cfg.grad_clip)
-            if not math.isfinite(grad_norm):
-                if cfg.on_nan == "raise":
-                    raise NonFiniteLossError(
-                        f"non-finite gradient norm at step {self.step + 1}; lower the learning "
-                        "rate or set on_nan='skip'"
-                    )
-                logg.warning(f"skipping step {self.step + 1}: non-finite gradient norm")
-                skip = True
-        if skip:
-            self.optimizer.zero_grad(set_to_none=True)
-        self.optimizer.step()  # a no-op when the step was skipped (no gradients)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        n = max(used, 1)
-        return {
-            "loss": totals["loss"] / n if used else float("nan"),
-            "ce": totals["ce"] / n,
-            "time": totals["time"] / n,
-            "tokens": totals["tokens"],
-            "skipped": int(skip),
-            "grad_norm": grad_norm,
-        }
+        return optimizer_step(
+            model, it, accum=self.accum, losses=self._losses, autocast=self._autocast,
+            optimizer=self.optimizer, scheduler=self.scheduler, config=self.config,
+            info=self.info, step=self.step, micro_done=micro_done,
+        )  # fmt: skip
 
     # -- losses and evaluation ------------------------------------------------------------------
     def _losses(
@@ -509,15 +432,6 @@ class Trainer:
 
 
 # --- helpers -------------------------------------------------------------------------------------
-def _grad_sync(model: nn.Module, *, enabled: bool):
-    """Skip the gradient all-reduce on accumulation micro-batches (DDP ``no_sync``, FSDP2 flag)."""
-    if hasattr(model, "no_sync") and hasattr(model, "require_backward_grad_sync"):
-        return nullcontext() if enabled else model.no_sync()
-    if hasattr(model, "set_requires_gradient_sync"):
-        model.set_requires_gradient_sync(enabled)
-    return nullcontext()
-
-
 def _seed_everything(seed: int) -> None:
     """Seed Python's, numpy's global and torch's random number generators."""
     random.seed(seed)
