@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="INPUT", help="a token store folder or an .h5ad file")
     p.add_argument(
         "--model", required=True,
-        help="the model folder (save_pretrained output, with its vocabulary)",
+        help="the model: a folder (save_pretrained output, with its vocabulary) or a Hub repo id",
     )  # fmt: skip
     p.add_argument("-o", "--out-dir", required=True, help="output folder (created; resumable)")
     p.add_argument(

@@ -87,6 +87,12 @@ mod
     "copy": """\
 copy
     Return a modified copy instead of writing into the input.""",
+    "ax": """\
+ax
+    Axes to draw into; a new figure otherwise.""",
+    "show": """\
+show
+    Show the figure; ``None`` shows it on interactive backends only.""",
     "save": """\
 save
     Write the figure into ``mt.settings.figdir`` (as scanpy's ``save=``): ``True`` as

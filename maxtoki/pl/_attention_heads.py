@@ -54,10 +54,8 @@ def attention_heads(
     cmap
         Colour map; default diverging (``'RdBu_r'``) for enrichments, ``'viridis'`` otherwise.
     {mod}
-    ax
-        Axes to draw into; a new figure otherwise.
-    show
-        Show the figure; ``None`` shows it on interactive backends only.
+    {ax}
+    {show}
     {save}
 
     Returns

@@ -56,10 +56,8 @@ def evaluation(
         (``uns`` entry).
     annotate
         Write each bar's value on it.
-    ax
-        Axes to draw into; a new figure otherwise.
-    show
-        Show the figure; ``None`` shows it on interactive backends only.
+    {ax}
+    {show}
     {save}
 
     Returns

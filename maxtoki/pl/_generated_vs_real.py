@@ -82,10 +82,8 @@ def generated_vs_real(
     {random_state}
         It seeds the subset, PCA and UMAP.
     {mod}
-    ax
-        Axes to draw into; a new figure otherwise.
-    show
-        Show the figure; ``None`` shows it on interactive backends only.
+    {ax}
+    {show}
     {save}
 
     Returns

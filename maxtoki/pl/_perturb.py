@@ -65,10 +65,8 @@ def perturb(
     unit
         Axis unit; shifts are stored in months.
     {mod}
-    ax
-        Axes to draw into; a new figure otherwise.
-    show
-        Show the figure; ``None`` shows it on interactive backends only.
+    {ax}
+    {show}
     {save}
 
     Returns

@@ -64,10 +64,8 @@ def predicted_age(
     size
         Marker size.
     {mod}
-    ax
-        Axes to draw into; a new figure otherwise.
-    show
-        Show the figure; ``None`` shows it on interactive backends only.
+    {ax}
+    {show}
     {save}
 
     Returns

@@ -66,10 +66,8 @@ def trajectory(
     names
         Write the cell names next to the cells.
     {mod}
-    ax
-        Axes to draw into; a new figure otherwise.
-    show
-        Show the figure; ``None`` shows it on interactive backends only.
+    {ax}
+    {show}
     {save}
 
     Returns
