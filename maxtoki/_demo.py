@@ -225,7 +225,7 @@ def format_report(table, acceleration, timings) -> str:
     age_table = (
         error.round(0).astype("Int64").astype(str) + " mo / r " + pearson.round(2).astype(str)
     )
-    order = [m for m in ("maxtoki", "sgd", "naive") if m in age_table.index]
+    order = [m for m in ("maxtoki", "sgd", "sgd_offset", "naive") if m in age_table.index]
     age_table = age_table.loc[order + [m for m in age_table.index if m not in order]]
     lines = ["", "Age prediction (median |error| months / Pearson r, per held-out split):", ""]
     lines.append(age_table.to_string())

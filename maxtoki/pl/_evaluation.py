@@ -24,7 +24,12 @@ _LABELS = {
     "singlet_fraction": "generated cells called real",
     "classifier_accuracy": "doublet classifier accuracy",
 }
-_METHOD_COLORS = {"maxtoki": "#d1495b", "naive": "#9aa5b1", "sgd": "#30638e"}
+_METHOD_COLORS = {
+    "maxtoki": "#d1495b",
+    "naive": "#9aa5b1",
+    "sgd": "#30638e",
+    "sgd_offset": "#00a6a6",
+}
 
 
 @inject_docs
@@ -35,6 +40,7 @@ def evaluation(
     unit: Literal["years", "months"] = "years",
     key: str = "maxtoki_evaluate",
     annotate: bool = True,
+    error_bars: bool = True,
     ax: Axes | None = None,
     show: bool | None = None,
     save: bool | str | os.PathLike | None = None,
@@ -56,6 +62,9 @@ def evaluation(
         (``uns`` entry).
     annotate
         Write each bar's value on it.
+    error_bars
+        Draw the table's bootstrap 95% intervals where it has them (``median_abs_error_months``
+        and ``donor_median_abs_error_months``: their ``*_ci_low_months``, ``*_ci_high_months``).
     {ax}
     {show}
     {save}
@@ -81,7 +90,14 @@ def evaluation(
     )
     vals = pd.to_numeric(table[metric], errors="coerce")
     scale = months_per_unit if metric.endswith("_months") else 1.0
-    df = table.assign(_v=vals / scale)[np.isfinite(vals)]
+    bounds = [metric.replace("_months", f"_ci_{b}_months") for b in ("low", "high")]
+    has_ci = error_bars and metric.endswith("_months") and set(bounds) <= set(table.columns)
+    lo, hi = (
+        (pd.to_numeric(table[b], errors="coerce") / scale for b in bounds)
+        if has_ci
+        else (vals * np.nan, vals * np.nan)
+    )
+    df = table.assign(_v=vals / scale, _lo=lo, _hi=hi)[np.isfinite(vals)]
     if df.empty:
         raise ValueError(
             f"no row of the table has a value for {metric!r}; pass another `metric` (e.g. "
@@ -100,12 +116,14 @@ def evaluation(
     ax = new_axes(ax, figsize=(1.6 + 1.1 * len(splits) * max(1, len(methods)) / 2, 3.8))
     width = 0.8 / len(methods)
     for j, m in enumerate(methods):
-        xs, ys = [], []
+        xs, ys, lows, highs = [], [], [], []
         for i, s in enumerate(splits):
             row = df[(df["split"].astype(str) == s) & (df["method"].astype(str) == m)]
             if len(row):
                 xs.append(i - 0.4 + width * (j + 0.5))
                 ys.append(float(row["_v"].iloc[0]))
+                lows.append(float(row["_lo"].iloc[0]))
+                highs.append(float(row["_hi"].iloc[0]))
         if not xs:
             continue
         bars = ax.bar(
@@ -118,6 +136,18 @@ def evaluation(
             linewidth=0.5,
             label=m,
         )
+        ok = np.isfinite(lows) & np.isfinite(highs)
+        if ok.any():
+            y, low, high = np.asarray(ys)[ok], np.asarray(lows)[ok], np.asarray(highs)[ok]
+            ax.errorbar(
+                np.asarray(xs)[ok],
+                y,
+                yerr=[np.maximum(y - low, 0), np.maximum(high - y, 0)],
+                fmt="none",
+                ecolor="0.2",
+                elinewidth=0.8,
+                capsize=2,
+            )
         if annotate:
             fmt = "{:.2f}" if scale == 1.0 and not metric.endswith("_months") else "{:.1f}"
             ax.bar_label(bars, labels=[fmt.format(v) for v in ys], fontsize="x-small", padding=1)

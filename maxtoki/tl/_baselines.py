@@ -1,8 +1,12 @@
-"""Baselines and metrics of :func:`maxtoki.tl.evaluate` (private): naive, SGDRegressor."""
+"""Baselines and metrics of :func:`maxtoki.tl.evaluate` (private).
+
+Baselines: naive, SGDRegressor, SGDRegressor plus the reference offset. Metrics: errors over
+cells and donors, with bootstrap intervals on the median errors.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -25,6 +29,10 @@ METRIC_COLUMNS = (
     "donor_pearson_r",
     "singlet_fraction",
     "classifier_accuracy",
+    "median_abs_error_ci_low_months",
+    "median_abs_error_ci_high_months",
+    "donor_median_abs_error_ci_low_months",
+    "donor_median_abs_error_ci_high_months",
 )
 
 
@@ -50,19 +58,18 @@ def sgd(
     tokens_key: str,
     ages: np.ndarray,
     train: np.ndarray,
-    targets: np.ndarray,
     gen,
     max_train: int = 20000,
-) -> np.ndarray:
-    """SGDRegressor on standardised log-normalised expression; predictions at ``targets``."""
+) -> Callable[[np.ndarray], np.ndarray]:
+    """SGDRegressor on standardised log-normalised expression, fitted on the ``train`` cells.
+
+    Returns ``predict(rows)``: ages over all cells, ``nan`` outside ``rows``.
+    """
     from sklearn.compose import TransformedTargetRegressor
     from sklearn.linear_model import SGDRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    out = np.full(adata.n_obs, np.nan)
-    if len(targets) == 0:
-        return out
     fit_rows = np.flatnonzero(train)
     if len(fit_rows) > max_train:
         fit_rows = np.sort(gen.choice(fit_rows, max_train, replace=False))
@@ -83,8 +90,24 @@ def sgd(
         transformer=StandardScaler(),
     )
     model.fit(log_normalised(adata, tokens_key, fit_rows).toarray(), ages[fit_rows])
-    out[targets] = model.predict(log_normalised(adata, tokens_key, targets).toarray())
-    return out
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        out = np.full(adata.n_obs, np.nan)
+        if len(rows):
+            out[rows] = model.predict(log_normalised(adata, tokens_key, rows).toarray())
+        return out
+
+    return predict
+
+
+def reference_offset(residual: np.ndarray, context_rows: np.ndarray) -> np.ndarray:
+    """Each query's mean ``residual`` over its distinct context cells.
+
+    ``residual``: true minus predicted age over all cells; ``context_rows``: ``(n_queries, …)``
+    rows of the cells in each query's contexts.
+    """
+    flat = context_rows.reshape(len(context_rows), -1)
+    return np.array([residual[np.unique(rows)].mean() for rows in flat], dtype=float)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -98,12 +121,21 @@ def metrics(
     method: str,
     pred: np.ndarray,
     truth: np.ndarray,
-    unit: np.ndarray,
+    unit: np.ndarray | None,
     donors: np.ndarray,
-) -> dict:
+) -> tuple[dict, np.ndarray, np.ndarray]:
+    """A table row, and the absolute errors of the cells and of the donor units.
+
+    ``unit``: each cell's donor unit (donor and cell type), whose cells' predictions are
+    averaged for the donor metrics; ``None`` (no donors known) leaves them ``nan``.
+    """
     err = pred - truth
-    df = pd.DataFrame({"u": unit, "p": pred, "t": truth}).groupby("u").mean()
-    return {
+    unit_err, unit_pred, unit_truth = np.zeros(0), np.zeros(0), np.zeros(0)
+    if unit is not None:
+        df = pd.DataFrame({"u": unit, "p": pred, "t": truth}).groupby("u").mean()
+        unit_pred, unit_truth = df["p"].to_numpy(), df["t"].to_numpy()
+        unit_err = np.abs(unit_pred - unit_truth)
+    row = {
         "split": split,
         "method": method,
         "n_cells": len(pred),
@@ -111,8 +143,27 @@ def metrics(
         "median_abs_error_months": float(np.median(np.abs(err))),
         "pearson_r": _pearson(pred, truth),
         "bias_months": float(np.mean(err)),
-        "donor_median_abs_error_months": float(np.median(np.abs(df["p"] - df["t"]))),
-        "donor_pearson_r": _pearson(df["p"].to_numpy(), df["t"].to_numpy()),
+        "donor_median_abs_error_months": float(np.median(unit_err)) if len(unit_err) else np.nan,
+        "donor_pearson_r": _pearson(unit_pred, unit_truth),
         "singlet_fraction": np.nan,
         "classifier_accuracy": np.nan,
     }
+    return row, np.abs(err), unit_err
+
+
+def median_ci(
+    values: np.ndarray, n_boot: int, gen: np.random.Generator, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the median of ``values`` (``nan`` when empty)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) == 0:
+        return np.nan, np.nan
+    medians = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // len(values))  # bounded memory for large splits
+    for start in range(0, n_boot, chunk):
+        n = min(chunk, n_boot - start)
+        draws = values[gen.integers(len(values), size=(n, len(values)))]
+        medians[start : start + n] = np.median(draws, axis=1)
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.percentile(medians, [tail, 100 - tail])
+    return float(lo), float(hi)

@@ -27,7 +27,7 @@ from .._keys import (
     table_to_uns,
 )
 from .._validate import max_genes_of, model_vocab
-from ._baselines import METRIC_COLUMNS, metrics, naive, sgd
+from ._baselines import METRIC_COLUMNS, median_ci, metrics, naive, reference_offset, sgd
 from ._contexts import Reference, draw_contexts, predict_ages
 from ._generated_check import generated_check
 from ._utils import as_generator
@@ -60,6 +60,7 @@ def evaluate(
     n_contexts: int = 5,
     n_context_cells: int = 2,
     n_cells: int | None = 500,
+    n_boot: int = 1000,
     ablations: bool | Sequence[Ablation] = False,
     generated: AnnData | None = None,
     doublet_pairs: Literal["any", "same_type"] = "any",
@@ -79,12 +80,17 @@ def evaluate(
     Methods: ``maxtoki`` (:func:`maxtoki.tl.predict_time`'s prompts, contexts of the same cell
     type and sex from other donors, median over contexts), ``naive`` (the most common training
     age of the cell type and sex), ``sgd`` (``SGDRegressor`` on standardised log-normalised
-    expression, fitted on the training cells) and, with ``ablations``, the model with the
-    context's genes masked, the query's genes masked, or every cell's gene order shuffled.
-    Metrics: median absolute error, Pearson r and bias over cells, and over donor-averaged
-    predictions. With ``generated``, rows of split ``generated`` check the generated cells: a
-    doublet detector trained on real cells, and classifier two-sample tests (real vs generated,
-    real vs random genes). ``docs/evaluation.md`` describes every row.
+    expression, fitted on the training cells), ``sgd_offset`` (``sgd`` plus its mean residual,
+    true minus predicted age, on the distinct cells of the query's contexts) and, with
+    ``ablations``, the model with the context's genes masked, the query's genes masked, or every
+    cell's gene order shuffled. ``sgd_offset`` is the strongest linear anchor that sees what the
+    model sees: it corrects the linear model's shift on an unseen cell type with the same
+    reference cells, of known age, that the model reads. Metrics: median absolute error (with a
+    bootstrap 95% interval), Pearson r and bias over cells, and the same over donors (a donor's
+    cells of one cell type averaged; ``nan`` with ``donor_key=None``). With ``generated``, rows
+    of split ``generated`` check the generated cells: a doublet detector trained on real cells,
+    and classifier two-sample tests (real vs generated, real vs random genes).
+    ``docs/evaluation.md`` describes every row.
 
     Parameters
     ----------
@@ -109,6 +115,9 @@ def evaluate(
         Contexts per query cell and cells per context.
     n_cells
         Cells evaluated per split (a random subset; ``None`` for all).
+    n_boot
+        Bootstrap resamples (of cells, and of donors for the donor metrics) for the 95%
+        intervals of the median errors.
     ablations
         ``True`` for all of ``('mask_context', 'mask_query', 'shuffle_genes')`` or a subset.
     generated
@@ -129,7 +138,9 @@ def evaluate(
     The table (one row per split and method; columns ``split``, ``method``, ``n_cells``,
     ``n_donors``, ``median_abs_error_months``, ``pearson_r``, ``bias_months``,
     ``donor_median_abs_error_months``, ``donor_pearson_r``, ``singlet_fraction``,
-    ``classifier_accuracy``; metrics that do not apply are ``nan``). Also writes
+    ``classifier_accuracy``, ``median_abs_error_ci_low_months``,
+    ``median_abs_error_ci_high_months``, ``donor_median_abs_error_ci_low_months``,
+    ``donor_median_abs_error_ci_high_months``; metrics that do not apply are ``nan``). Also writes
     ``uns[f'{key_added}_evaluate']`` (``table`` and ``params``);
     :func:`maxtoki.get.evaluate` reads it back.
     """
@@ -145,6 +156,7 @@ def evaluate(
     n_contexts = positive_int("n_contexts", n_contexts)
     n_context_cells = positive_int("n_context_cells", n_context_cells)
     n_cells = positive_int("n_cells", n_cells, optional=True)
+    n_boot = positive_int("n_boot", n_boot)
     if doublet_pairs not in ("any", "same_type"):
         raise ValueError(f"doublet_pairs must be 'any' or 'same_type', got {doublet_pairs!r}")
     if generated is not None:
@@ -161,29 +173,42 @@ def evaluate(
         for k, v in d.splits.items()
     }
     naive_age = naive(d.ctype, d.sex, d.ages, d.train)
-    targets = np.unique(np.concatenate(list(d.splits.values()))) if d.splits else np.zeros(0, int)
-    sgd_age = sgd(adata, tokens_key, d.ages, d.train, targets, gen)
+    sgd_at = sgd(adata, tokens_key, d.ages, d.train, gen) if d.splits else None
     runner = BatchRunner(model, batch_size=batch_size, device=device)
     encoder = PromptEncoder(
         vocab, max_length=model.config.max_position_embeddings, max_genes=max_genes
     )
     cells = tokens.cells()
     groups = group_labels(adata.obs, (cell_type_key, sex_key), "data")
-    rows = []
+    rows, errors = [], []
     for split, q in d.splits.items():
         truth = d.ages[q]
-        unit = np.char.add(np.char.add(d.donors[q].astype(str), "|"), d.ctype[q].astype(str))
-        preds = _model_predictions(
+        unit = (
+            np.char.add(np.char.add(d.donors[q].astype(str), "|"), d.ctype[q].astype(str))
+            if donor_key is not None
+            else None
+        )
+        preds, context_rows = _model_predictions(
             split, q, d, cells, groups, runner, encoder, ablations, vocab, gen,
             n_contexts=n_contexts, n_context_cells=n_context_cells,
         )  # fmt: skip
-        preds.update(naive=naive_age[q], sgd=sgd_age[q])
-        rows += [metrics(split, m, p, truth, unit, d.donors[q]) for m, p in preds.items()]
+        sgd_age = sgd_at(np.union1d(q, context_rows))
+        offset = reference_offset(d.ages - sgd_age, context_rows)
+        preds.update(naive=naive_age[q], sgd=sgd_age[q], sgd_offset=sgd_age[q] + offset)
+        for m, p in preds.items():
+            row, cell_err, donor_err = metrics(split, m, p, truth, unit, d.donors[q])
+            rows.append(row)
+            errors.append((cell_err, donor_err))
     if generated is not None:
         rows += generated_check(
             adata, tokens.matrix, d.ctype, generated, vocab, max_genes, gen, mod, doublet_pairs,
             tokens_key,
         )  # fmt: skip
+    for row, (cell_err, donor_err) in zip(rows, errors, strict=False):  # after the other draws
+        for prefix, err in (("", cell_err), ("donor_", donor_err)):
+            lo, hi = median_ci(err, n_boot, gen)
+            row[f"{prefix}median_abs_error_ci_low_months"] = lo
+            row[f"{prefix}median_abs_error_ci_high_months"] = hi
     table = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
     key = slot(key_added, "evaluate")
     adata.uns[key] = {"table": table_to_uns(table), "params": _params(locals(), d, runner)}
@@ -207,11 +232,11 @@ def _model_predictions(
     *,
     n_contexts: int,
     n_context_cells: int,
-) -> dict[str, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The model's age of each cell of a split (and of each ablation), median over contexts.
 
     Contexts: reference cells of the same cell type and sex from other donors; for the held-out
-    ages, of training ages only.
+    ages, of training ages only. Also returns the contexts' rows, ``(cells, contexts, cells)``.
     """
     pool = np.flatnonzero(d.is_ref & (~d.in_ho_age if split == "heldout_age" else True))
     ref = Reference(
@@ -237,7 +262,7 @@ def _model_predictions(
             runner, encoder, rc, ref.times, qc, contexts, desc=f"evaluate {split} {method}"
         )
         out[method] = np.median(pred, axis=1)
-    return out
+    return out, pool[contexts]
 
 
 def _positions(pool: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -357,6 +382,7 @@ def _params(args: dict[str, Any], d: _Design, runner) -> dict[str, Any]:
             "n_contexts": args["n_contexts"],
             "n_context_cells": args["n_context_cells"],
             "n_cells": args["n_cells"],
+            "n_boot": args["n_boot"],
             "ablations": list(args["ablations"]),
             "aggregate": "median",
             "max_genes": args["max_genes"],

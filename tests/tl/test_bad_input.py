@@ -496,6 +496,7 @@ case(
 case(T, "n_contexts-0", tok, call(T, n_contexts=0), match=r"n_contexts " + NOT_INT)
 case(T, "n_context_cells-0", tok, call(T, n_context_cells=0), match=r"n_context_cells " + NOT_INT)
 case(T, "n_cells-negative", tok, call(T, n_cells=-1), match=r"n_cells " + NOT_INT)
+case(T, "n_boot-0", tok, call(T, n_boot=0), match=r"n_boot " + NOT_INT)
 case(
     T,
     "doublet_pairs-unknown",
