@@ -90,7 +90,6 @@ def evaluate(
     cells of one cell type averaged; ``nan`` with ``donor_key=None``). With ``generated``, rows
     of split ``generated`` check the generated cells: a doublet detector trained on real cells,
     and classifier two-sample tests (real vs generated, real vs random genes).
-    ``docs/evaluation.md`` describes every row.
 
     Parameters
     ----------
