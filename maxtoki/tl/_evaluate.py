@@ -135,13 +135,11 @@ def evaluate(
     Returns
     -------
     The table (one row per split and method; columns ``split``, ``method``, ``n_cells``,
-    ``n_donors``, ``median_abs_error_months``, ``pearson_r``, ``bias_months``,
-    ``donor_median_abs_error_months``, ``donor_pearson_r``, ``singlet_fraction``,
-    ``classifier_accuracy``, ``median_abs_error_ci_low_months``,
-    ``median_abs_error_ci_high_months``, ``donor_median_abs_error_ci_low_months``,
-    ``donor_median_abs_error_ci_high_months``; metrics that do not apply are ``nan``). Also writes
-    ``uns[f'{key_added}_evaluate']`` (``table`` and ``params``);
-    :func:`maxtoki.get.evaluate` reads it back.
+    ``n_donors``, ``median_abs_error_months`` and its interval ``median_abs_error_ci_low_months``
+    / ``…_ci_high_months``, ``pearson_r``, ``bias_months``, the error, interval and r per donor
+    (prefix ``donor_``), ``singlet_fraction``, ``classifier_accuracy``; metrics that do not
+    apply are ``nan``). Also writes ``uns[f'{key_added}_evaluate']`` (``table`` and ``params``),
+    read by :func:`maxtoki.get.evaluate`.
     """
     from ..models import BatchRunner
     from ..pp import PromptEncoder
@@ -152,12 +150,9 @@ def evaluate(
     vocab = model_vocab(model, vocab, need_time=True, what="mt.tl.evaluate")
     check_key("key_added", key_added)
     max_genes = max_genes_of(model, max_genes)
-    n_contexts = positive_int("n_contexts", n_contexts)
-    n_context_cells = positive_int("n_context_cells", n_context_cells)
-    n_cells = positive_int("n_cells", n_cells, optional=True)
-    n_boot = positive_int("n_boot", n_boot)
-    if doublet_pairs not in ("any", "same_type"):
-        raise ValueError(f"doublet_pairs must be 'any' or 'same_type', got {doublet_pairs!r}")
+    n_contexts, n_context_cells, n_cells, n_boot = _counts(
+        n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs
+    )
     if generated is not None:
         resolve_modality(generated, mod)  # its type before the long predictions
     tokens = read_tokens(adata, tokens_key, vocab)
@@ -167,10 +162,7 @@ def evaluate(
     )  # fmt: skip
     ablations = _ablations(ablations)
     gen = as_generator(random_state)
-    d.splits = {
-        k: v if n_cells is None or len(v) <= n_cells else np.sort(gen.choice(v, n_cells, False))
-        for k, v in d.splits.items()
-    }
+    d.splits = {k: _subsample(v, n_cells, gen) for k, v in d.splits.items()}
     naive_age = naive(d.ctype, d.sex, d.ages, d.train)
     sgd_at = sgd(adata, tokens_key, d.ages, d.train, gen) if d.splits else None
     runner = BatchRunner(model, batch_size=batch_size, device=device)
@@ -179,25 +171,10 @@ def evaluate(
     )
     cells = tokens.cells()
     groups = group_labels(adata.obs, (cell_type_key, sex_key), "data")
-    rows, errors = [], []
-    for split, q in d.splits.items():
-        truth = d.ages[q]
-        unit = (
-            np.char.add(np.char.add(d.donors[q].astype(str), "|"), d.ctype[q].astype(str))
-            if donor_key is not None
-            else None
-        )
-        preds, context_rows = _model_predictions(
-            split, q, d, cells, groups, runner, encoder, ablations, vocab, gen,
-            n_contexts=n_contexts, n_context_cells=n_context_cells,
-        )  # fmt: skip
-        sgd_age = sgd_at(np.union1d(q, context_rows))
-        offset = reference_offset(d.ages - sgd_age, context_rows)
-        preds.update(naive=naive_age[q], sgd=sgd_age[q], sgd_offset=sgd_age[q] + offset)
-        for m, p in preds.items():
-            row, cell_err, donor_err = metrics(split, m, p, truth, unit, d.donors[q])
-            rows.append(row)
-            errors.append((cell_err, donor_err))
+    rows, errors = _age_rows(
+        d, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at,
+        by_donor=donor_key is not None, n_contexts=n_contexts, n_context_cells=n_context_cells,
+    )  # fmt: skip
     if generated is not None:
         rows += generated_check(
             adata, tokens.matrix, d.ctype, generated, vocab, max_genes, gen, mod, doublet_pairs,
@@ -215,6 +192,47 @@ def evaluate(
         mdata.uns[key] = adata.uns[key]
     logg.info(f"    added uns[{key!r}] ({len(table)} rows)", time=start)
     return table
+
+
+def _counts(n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs) -> tuple:
+    """The checked counts of :func:`evaluate` (and its ``doublet_pairs``)."""
+    if doublet_pairs not in ("any", "same_type"):
+        raise ValueError(f"doublet_pairs must be 'any' or 'same_type', got {doublet_pairs!r}")
+    return (
+        positive_int("n_contexts", n_contexts),
+        positive_int("n_context_cells", n_context_cells),
+        positive_int("n_cells", n_cells, optional=True),
+        positive_int("n_boot", n_boot),
+    )
+
+
+def _subsample(rows: np.ndarray, n: int | None, gen) -> np.ndarray:
+    """At most ``n`` of ``rows`` (sorted), drawn without replacement."""
+    return rows if n is None or len(rows) <= n else np.sort(gen.choice(rows, n, False))
+
+
+def _age_rows(
+    d: _Design, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at, *,
+    by_donor: bool, n_contexts: int, n_context_cells: int,
+) -> tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]:
+    """The metric rows of every split and method, with each row's cell and donor errors."""
+    rows, errors = [], []
+    for split, q in d.splits.items():
+        unit = None
+        if by_donor:
+            unit = np.char.add(np.char.add(d.donors[q].astype(str), "|"), d.ctype[q].astype(str))
+        preds, context_rows = _model_predictions(
+            split, q, d, cells, groups, runner, encoder, ablations, vocab, gen,
+            n_contexts=n_contexts, n_context_cells=n_context_cells,
+        )  # fmt: skip
+        sgd_age = sgd_at(np.union1d(q, context_rows))
+        offset = reference_offset(d.ages - sgd_age, context_rows)
+        preds.update(naive=naive_age[q], sgd=sgd_age[q], sgd_offset=sgd_age[q] + offset)
+        for m, p in preds.items():
+            row, cell_err, donor_err = metrics(split, m, p, d.ages[q], unit, d.donors[q])
+            rows.append(row)
+            errors.append((cell_err, donor_err))
+    return rows, errors
 
 
 def _model_predictions(
