@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -50,6 +50,7 @@ def evaluate(
     vocab: GeneVocab | None = None,
     heldout_cell_types: Sequence[str] | None = None,
     heldout_ages: tuple[float, float] | None = None,
+    heldout_donors: Sequence[str] | None = None,
     train_mask: np.ndarray | pd.Series | str | None = None,
     reference_key: str | None = "condition",
     reference: str = "control",
@@ -72,11 +73,14 @@ def evaluate(
     key_added: str = "maxtoki",
     mod: str = "rna",
 ) -> pd.DataFrame:
-    """The paper's evaluation: age error on held-out cell types and ages, model vs baselines.
+    """The paper's evaluation: age error on held-out cell types, ages and donors, vs baselines.
 
     Splits (reference cells only, e.g. controls): ``heldout_cell_type``, cells of
-    ``heldout_cell_types`` (never seen in training), and ``heldout_age``, cells of the training
-    cell types aged within ``heldout_ages`` (their contexts come from training ages only).
+    ``heldout_cell_types`` (never seen in training); ``heldout_age``, cells of the training
+    cell types aged within ``heldout_ages``; ``heldout_donor``, cells of ``heldout_donors`` in
+    the training cell types and outside ``heldout_ages``: generalisation to new individuals,
+    not to new types or ages. The last two take contexts of training ages only; held-out
+    donors' cells are never contexts nor training cells.
     Methods: ``maxtoki`` (:func:`maxtoki.tl.predict_time`'s prompts, contexts of the same cell
     type and sex from other donors, median over contexts), ``naive`` (the most common training
     age of the cell type and sex), ``sgd`` (``SGDRegressor`` on standardised log-normalised
@@ -102,9 +106,13 @@ def evaluate(
         Cell types kept out of training; default ``uns['aging_atlas']['heldout_cell_types']``.
     heldout_ages
         ``(low, high)`` months kept out of training, or ``None`` (no held-out-age split).
+    heldout_donors
+        Donors (values of ``obs[donor_key]``) kept out of the model's training, or ``None`` (no
+        held-out-donor split).
     train_mask
         The training cells (bool mask, ``obs`` column or ``None``: reference cells outside the
-        held-out cell types and ages). Baselines are fitted on them.
+        held-out cell types, ages and donors; held-out donors are dropped from a given mask).
+        Baselines are fitted on them.
     reference_key, reference
         ``obs`` column and value of the reference (healthy) cells: splits, contexts and
         training cells are drawn from them. ``reference_key=None`` uses every cell.
@@ -141,9 +149,6 @@ def evaluate(
     apply are ``nan``). Also writes ``uns[f'{key_added}_evaluate']`` (``table`` and ``params``),
     read by :func:`maxtoki.get.evaluate`.
     """
-    from ..models import BatchRunner
-    from ..pp import PromptEncoder
-
     start = logg.info("evaluating MaxToki against the naive and linear baselines")
     adata, mdata = resolve_modality(adata, mod)
     require_cells(adata)
@@ -157,18 +162,15 @@ def evaluate(
         resolve_modality(generated, mod)  # its type before the long predictions
     tokens = read_tokens(adata, tokens_key, vocab)
     d = _design(
-        adata, heldout_cell_types, heldout_ages, train_mask, reference_key, reference, time_key,
-        cell_type_key, sex_key, donor_key, generated is not None,
+        adata, heldout_cell_types, heldout_ages, heldout_donors, train_mask, reference_key,
+        reference, time_key, cell_type_key, sex_key, donor_key, generated is not None,
     )  # fmt: skip
     ablations = _ablations(ablations)
     gen = as_generator(random_state)
     d.splits = {k: _subsample(v, n_cells, gen) for k, v in d.splits.items()}
     naive_age = naive(d.ctype, d.sex, d.ages, d.train)
     sgd_at = sgd(adata, tokens_key, d.ages, d.train, gen) if d.splits else None
-    runner = BatchRunner(model, batch_size=batch_size, device=device)
-    encoder = PromptEncoder(
-        vocab, max_length=model.config.max_position_embeddings, max_genes=max_genes
-    )
+    runner, encoder = _runner_encoder(model, vocab, batch_size, device, max_genes)
     cells = tokens.cells()
     groups = group_labels(adata.obs, (cell_type_key, sex_key), "data")
     rows, errors = _age_rows(
@@ -180,18 +182,30 @@ def evaluate(
             adata, tokens.matrix, d.ctype, generated, vocab, max_genes, gen, mod, doublet_pairs,
             tokens_key,
         )  # fmt: skip
-    for row, (cell_err, donor_err) in zip(rows, errors, strict=False):  # after the other draws
-        for prefix, err in (("", cell_err), ("donor_", donor_err)):
-            lo, hi = median_ci(err, n_boot, gen)
-            row[f"{prefix}median_abs_error_ci_low_months"] = lo
-            row[f"{prefix}median_abs_error_ci_high_months"] = hi
+    _add_intervals(rows, errors, n_boot, gen)  # after the other draws
     table = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
-    key = slot(key_added, "evaluate")
-    adata.uns[key] = {"table": table_to_uns(table), "params": _params(locals(), d, runner)}
-    if mdata is not None:
-        mdata.uns[key] = adata.uns[key]
+    key = _store(adata, mdata, key_added, table, _params(locals(), d, runner))
     logg.info(f"    added uns[{key!r}] ({len(table)} rows)", time=start)
     return table
+
+
+def _runner_encoder(model, vocab, batch_size, device, max_genes) -> tuple:
+    """The batch runner of the model and the prompt encoder of its vocabulary."""
+    from ..models import BatchRunner
+    from ..pp import PromptEncoder
+
+    runner = BatchRunner(model, batch_size=batch_size, device=device)
+    max_length = model.config.max_position_embeddings
+    return runner, PromptEncoder(vocab, max_length=max_length, max_genes=max_genes)
+
+
+def _store(adata, mdata, key_added: str, table: pd.DataFrame, params: dict) -> str:
+    """Write the table and its params to ``uns`` (of the MuData too); returns the key."""
+    key = slot(key_added, "evaluate")
+    adata.uns[key] = {"table": table_to_uns(table), "params": params}
+    if mdata is not None:
+        mdata.uns[key] = adata.uns[key]
+    return key
 
 
 def _counts(n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs) -> tuple:
@@ -204,6 +218,15 @@ def _counts(n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs) -> tupl
         positive_int("n_cells", n_cells, optional=True),
         positive_int("n_boot", n_boot),
     )
+
+
+def _add_intervals(rows: list[dict], errors: list, n_boot: int, gen) -> None:
+    """Bootstrap intervals of each age row's cell and donor median errors, into the row."""
+    for row, (cell_err, donor_err) in zip(rows, errors, strict=False):
+        for prefix, err in (("", cell_err), ("donor_", donor_err)):
+            lo, hi = median_ci(err, n_boot, gen)
+            row[f"{prefix}median_abs_error_ci_low_months"] = lo
+            row[f"{prefix}median_abs_error_ci_high_months"] = hi
 
 
 def _subsample(rows: np.ndarray, n: int | None, gen) -> np.ndarray:
@@ -252,10 +275,12 @@ def _model_predictions(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The model's age of each cell of a split (and of each ablation), median over contexts.
 
-    Contexts: reference cells of the same cell type and sex from other donors; for the held-out
-    ages, of training ages only. Also returns the contexts' rows, ``(cells, contexts, cells)``.
+    Contexts: reference cells of the same cell type and sex from other donors, never of the
+    held-out donors; for the held-out ages and donors, of training ages only. Also returns the
+    contexts' rows, ``(cells, contexts, cells)``.
     """
-    pool = np.flatnonzero(d.is_ref & (~d.in_ho_age if split == "heldout_age" else True))
+    training_ages = split in ("heldout_age", "heldout_donor")
+    pool = np.flatnonzero(d.is_ref & ~d.in_ho_donor & (~d.in_ho_age if training_ages else True))
     ref = Reference(
         [cells[i] for i in pool], d.ages[pool], groups[pool], d.donors[pool], pool, None
     )
@@ -298,8 +323,10 @@ class _Design:
     donors: np.ndarray
     is_ref: np.ndarray
     in_ho_age: np.ndarray
+    in_ho_donor: np.ndarray
     train: np.ndarray
     heldout_cell_types: list[str]
+    heldout_donors: list[str]
     splits: dict[str, np.ndarray]
 
 
@@ -307,6 +334,7 @@ def _design(
     adata,
     heldout_cell_types,
     heldout_ages,
+    heldout_donors,
     train_mask,
     reference_key,
     reference,
@@ -352,21 +380,50 @@ def _design(
         if hi_age < lo_age:
             raise ValueError(f"heldout_ages must be (low, high) months, got {heldout_ages}")
         in_ho_age = (ages >= lo_age) & (ages <= hi_age)
-    train = _train_mask(adata, train_mask, is_ref & ~in_ho_type & ~in_ho_age)
+    heldout_donors, in_ho_donor = _heldout_donors(heldout_donors, donor_key, donors)
+    train = _train_mask(adata, train_mask, is_ref & ~in_ho_type & ~in_ho_age) & ~in_ho_donor
     if not train.any():
-        raise ValueError("no training cells: check `train_mask`, `heldout_*` and `reference`")
+        raise ValueError(
+            "no training cells: check `train_mask`, `heldout_*` and `reference` (held-out "
+            "donors are never training cells: keep some donors out of `heldout_donors`)"
+        )
     splits: dict[str, np.ndarray] = {}
     if heldout_cell_types:
         splits["heldout_cell_type"] = np.flatnonzero(is_ref & in_ho_type)
     if heldout_ages is not None:
         splits["heldout_age"] = np.flatnonzero(is_ref & in_ho_age & ~in_ho_type)
+    if heldout_donors:
+        splits["heldout_donor"] = np.flatnonzero(is_ref & in_ho_donor & ~in_ho_type & ~in_ho_age)
     splits = {k: v for k, v in splits.items() if len(v)}
     if not splits and not has_generated:
         raise ValueError(
-            "nothing to evaluate: pass `heldout_cell_types` and/or `heldout_ages` that match "
-            "reference cells (or `generated` cells for the doublet check)"
+            "nothing to evaluate: pass `heldout_cell_types`, `heldout_ages` and/or "
+            "`heldout_donors` that match reference cells (or `generated` cells for the doublet "
+            "check)"
         )
-    return _Design(ages, ctype, sex, donors, is_ref, in_ho_age, train, heldout_cell_types, splits)
+    return _Design(
+        ages, ctype, sex, donors, is_ref, in_ho_age, in_ho_donor, train, heldout_cell_types,
+        heldout_donors, splits,
+    )  # fmt: skip
+
+
+def _heldout_donors(heldout_donors, donor_key, donors) -> tuple[list[str], np.ndarray]:
+    """The checked held-out donor ids and the mask of their cells."""
+    if heldout_donors is None:
+        return [], np.zeros(len(donors), dtype=bool)
+    if donor_key is None:
+        raise ValueError("heldout_donors needs donors: pass `donor_key=` naming the donor column")
+    if isinstance(heldout_donors, str) or not isinstance(heldout_donors, Iterable):
+        heldout_donors = [heldout_donors]  # one donor id
+    ids = [str(v) for v in heldout_donors]
+    unknown = sorted(set(ids) - set(donors))
+    if unknown:
+        shown = ", ".join(repr(v) for v in unknown[:8]) + (" …" if len(unknown) > 8 else "")
+        raise ValueError(
+            f"heldout_donors {shown} are not values of obs[{donor_key!r}]; pass donor ids from "
+            f"{sorted(set(donors))[:8]}"
+        )
+    return ids, np.isin(donors, ids)
 
 
 def _ablations(ablations) -> tuple[str, ...]:
@@ -386,6 +443,7 @@ def _params(args: dict[str, Any], d: _Design, runner) -> dict[str, Any]:
         {
             "heldout_cell_types": list(d.heldout_cell_types),
             "heldout_ages": args["heldout_ages"],
+            "heldout_donors": list(d.heldout_donors),
             "train_mask": "given"
             if args["train_mask"] is not None
             else "reference cells outside the held-out sets",

@@ -533,6 +533,34 @@ case(
     call(T, time_key="cell_type"),
     match=r"must be numeric months.* pass `time_key=`",
 )
+case(
+    T,
+    "heldout_donors-unknown",
+    tok,
+    call(T, heldout_donors=["D99", "D00"]),
+    match=r"heldout_donors 'D99' are not values of obs\['donor'\]; pass donor ids from",
+)
+case(
+    T,
+    "heldout_donors-without-donor_key",
+    tok,
+    call(T, heldout_donors=["D00"], donor_key=None),
+    match=r"heldout_donors needs donors: pass `donor_key=`",
+)
+case(
+    T,
+    "heldout_donors-every-control-donor",
+    tok,
+    call(T, heldout_donors=[f"D0{i}" for i in range(8)]),  # D00-D07: every control donor
+    match=r"no training cells: .*keep some donors out of `heldout_donors`",
+)
+works(
+    T,
+    "heldout_donors-one-id",
+    tok,
+    call(T, heldout_donors="D03"),
+    check=lambda d, out: ("heldout_donor" in set(out["split"])) or pytest.fail("no split"),
+)
 works(
     T,
     "string-obs-columns",
