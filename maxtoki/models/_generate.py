@@ -45,17 +45,18 @@ def generate(
     ids = torch.full((batch, total), pad, dtype=torch.long, device=device)
     valid = torch.zeros(batch, total, dtype=torch.bool, device=device)
     non_gene = config.non_gene_mask(device)
-    banned_base = non_gene.clone()
-    if eos is not None:
-        banned_base[eos] = False
-    seen = torch.zeros(batch, config.vocab_size, dtype=torch.bool, device=device)
+    # banned[row, token]: tokens a row may not sample (non-genes, genes already in its cell);
+    # <eos> is allowed once the cell has a gene. Updated in place, one scatter per step.
+    banned = non_gene.expand(batch, -1).clone()
+    n_genes = torch.zeros(batch, dtype=torch.long, device=device)
     for row, p in enumerate(prompts):
         p = p.to(device)
         ids[row, prompt_len - len(p) : prompt_len] = p
         valid[row, prompt_len - len(p) : prompt_len] = True
         open_genes = _open_cell_genes(p, bos, eos, non_gene)
-        seen[row, open_genes] = True
-    n_genes = seen.sum(1)
+        banned[row, open_genes] = True
+        n_genes[row] = len(open_genes.unique())
+    n_gene_tokens = int((~non_gene).sum())
     generator = _generator(random_state, device)
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     n_out = torch.zeros(batch, dtype=torch.long, device=device)
@@ -72,18 +73,20 @@ def generate(
             logits_positions=last,
         ).logits[:, -1]
         for step in range(max_new_tokens):
-            banned = banned_base | seen
-            if eos is not None:
+            exhausted = n_genes >= n_gene_tokens
+            if eos is None:
+                done |= exhausted  # nothing left to sample: the cell is complete
+            else:
                 banned[:, eos] = n_genes == 0
-            done |= banned.all(-1)  # nothing left to sample: the cell is complete
-            token = _sample(logits, banned, temperature, top_k, top_p, greedy, generator)
+                done |= exhausted & (n_genes == 0)
+            token = _sample(logits, banned, done, temperature, top_k, top_p, greedy, generator)
             token = torch.where(done, fill, token)
             cur = prompt_len + step
             ids[:, cur] = token
             valid[:, cur] = True  # finished rows run on; their tokens are dropped
             n_out += ~done
             is_gene = ~done if eos is None else ~done & (token != eos)
-            seen[is_gene, token[is_gene]] = True
+            banned.scatter_(1, token[:, None], True)  # <eos> and the fill are reset above
             n_genes += is_gene
             if eos is not None:
                 done |= token == eos
@@ -101,11 +104,11 @@ def generate(
     return [generated[row, : int(n)].clone() for row, n in enumerate(n_out.cpu())]
 
 
-def _sample(logits, banned, temperature, top_k, top_p, greedy, generator) -> torch.Tensor:
+def _sample(logits, banned, done, temperature, top_k, top_p, greedy, generator) -> torch.Tensor:
     logits = logits.float().masked_fill(banned, float("-inf"))
-    logits = torch.where(banned.all(-1, keepdim=True), 0.0, logits)  # finished rows: no NaN
     if greedy:
         return logits.argmax(-1)
+    logits = logits.masked_fill(done[:, None], 0.0)  # finished rows (perhaps all banned): no NaN
     logits = logits / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]
