@@ -14,6 +14,7 @@ def test_demo_quick_prints_the_table_and_beats_naive(tmp_path, capsys):
     assert "Age prediction" in printed and "Age acceleration" in printed
     summary = json.loads((tmp_path / "summary.json").read_text())
     rows = summary["evaluation"]
+    assert "heldout_donor" in {r["split"] for r in rows}  # the donors kept out of training
     for split in ("heldout_cell_type", "heldout_age"):
         error = {r["method"]: r["median_abs_error_months"] for r in rows if r["split"] == split}
         assert {"maxtoki", "naive", "sgd"} <= set(error)
