@@ -8,6 +8,7 @@ from types import ModuleType
 #: The optional packages (import name → distribution name, for the ``pip install`` hint): only
 #: these are imported by name, never a name computed from input.
 _OPTIONAL = {
+    "distributed": "distributed",
     "flash_attn": "flash-attn",
     "huggingface_hub": "huggingface-hub",
     "ipywidgets": "ipywidgets",

@@ -248,7 +248,7 @@ def test_the_test_extra_installs_every_extra_the_tests_use():
     """`.ci/run` installs `.[test]` only: the packages of the tested extras must be in it."""
     extras = _pyproject()["project"]["optional-dependencies"]
     test = {_dist_name(r) for r in extras["test"]}
-    for extra in ("explore", "scanpy", "hub", "parquet"):
+    for extra in ("explore", "scanpy", "hub", "parquet", "dask"):
         assert {_dist_name(r) for r in extras[extra]} <= test, extra
     assert "pip install -e '.[test]'" in (ROOT / ".ci" / "run").read_text()
 

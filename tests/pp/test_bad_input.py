@@ -462,6 +462,21 @@ case(
     corpus("g", max_len=0),
     match=r"max_len must be an integer ≥ 3",
 )
+case(
+    T,
+    "client-not-a-Client",
+    lambda: write_h5ad(lambda a: a, "ok"),
+    corpus("h", client=42),
+    TypeError,
+    r"client must be None \(run here\), a distributed\.Client, or 'active'.* got int",
+)
+case(
+    T,
+    "client-address-string",
+    lambda: write_h5ad(lambda a: a, "ok"),
+    corpus("i", client="tcp://127.0.0.1:8786"),
+    match=r"client must be None .*'active'.* got the string 'tcp://",
+)
 
 # pp.GeneVocab -------------------------------------------------------------------------------
 T = "pp.GeneVocab"
