@@ -60,6 +60,11 @@ class TrainConfig:
         Share of examples kept for validation when the data has no eval split.
     steps
         Optimizer steps.
+    time_budget
+        Wall-clock seconds for the whole run (training, validations, checkpoints): after a tenth
+        of ``steps`` (at most 20), the steps that fit in the rest of the budget, measured, become
+        the run's steps (never more than ``steps``) and the LR schedule ends there; a run that
+        still overruns stops when the budget is spent. ``None``: exactly ``steps``.
     global_batch_size, micro_batch_size
         Examples per optimizer step over all ranks, and per forward pass on one rank; gradient
         accumulation is ``global / (micro × world size)`` steps.
@@ -137,6 +142,7 @@ class TrainConfig:
     val_fraction: float = 0.05
     # optimisation
     steps: int = 1000
+    time_budget: float | None = None
     global_batch_size: int = 32
     micro_batch_size: int = 8
     lr: float = 1e-3
@@ -223,6 +229,8 @@ class TrainConfig:
             raise ValueError(f"betas must lie in [0, 1), got {list(self.betas)}")
         if self.eps <= 0:
             raise ValueError(f"eps must be > 0, got {self.eps}")
+        if self.time_budget is not None and not self.time_budget > 0:
+            raise ValueError(f"time_budget must be > 0 seconds or None, got {self.time_budget}")
         if self.peak_flops is not None and self.peak_flops <= 0:
             raise ValueError(f"peak_flops must be > 0 or None, got {self.peak_flops}")
         if self.early_stopping_min_delta < 0:

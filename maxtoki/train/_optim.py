@@ -77,3 +77,15 @@ def clipped_grad_norm(model: nn.Module, max_norm: float) -> float:
     else:
         norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
+
+
+def set_total_steps(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR, total: int
+) -> None:
+    """End the warm-up + cosine schedule at ``total`` steps (the current LR follows at once)."""
+    for schedule in scheduler.lr_lambdas:
+        schedule.total = int(total)
+    for group, base, schedule in zip(
+        optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+    ):
+        group["lr"] = base * schedule(scheduler.last_epoch)

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import logging as logg
 from . import _checkpoint as ckpt
 from ._config import TrainConfig
 from ._distributed import DistInfo, broadcast_object
@@ -137,3 +138,71 @@ class EarlyStopping:
             f"best val loss {self.best_loss:.4f} at step {self.best_step}, no improvement in the "
             f"last {self.bad_evals} evaluations"
         )
+
+
+class TimeBudget:
+    """Fit a run into ``seconds`` of wall clock by choosing its number of steps.
+
+    After ``calibrate_at`` steps (a tenth of ``steps``, between 1 and 20), the seconds per step
+    and per validation measured so far give the number of steps that fit in what is left of the
+    budget; the run then has that many steps (never more than ``steps``) and its learning-rate
+    schedule ends there. A run that still overruns stops once the budget is spent. The plan is
+    saved in checkpoints, so a resumed run keeps it. ``seconds=None`` keeps ``steps``.
+    """
+
+    def __init__(self, seconds: float | None, steps: int, eval_interval: int):
+        self.seconds, self.total, self.eval_interval = seconds, int(steps), int(eval_interval)
+        self.calibrate_at = max(1, min(20, steps // 10))
+        self.planned = seconds is None
+        self.train_seconds = self.eval_seconds = 0.0
+        self.n_steps = self.n_evals = 0  # timed in this process
+
+    def plan(self, step: int, elapsed: float) -> int | None:
+        """The new total number of steps once calibrated (else ``None``)."""
+        if self.planned or self.n_steps < self.calibrate_at:
+            return None
+        self.planned = True
+        per_step = self.train_seconds / self.n_steps
+        per_eval = self.eval_seconds / self.n_evals if self.n_evals else 0.0
+        left = self.seconds - elapsed - per_eval  # the last step validates
+        more = int(max(left, 0.0) / (per_step + per_eval / self.eval_interval))
+        self.total = min(self.total, step + max(more, 0))
+        return self.total
+
+    def follow(self, step: int, elapsed: float, every: int, info: DistInfo) -> bool:
+        """Plan at the calibration step; end the run once the budget is spent.
+
+        Checked every ``every`` steps; rank 0 decides for all ranks. Returns whether ``total``
+        changed.
+        """
+        if self.seconds is None or (self.planned and step % every):
+            return False
+        old, planned = self.total, self.planned
+        self.plan(step, elapsed)
+        if elapsed >= self.seconds:
+            self.total = min(self.total, step)
+        self.total = broadcast_object(self.total, info)
+        if self.total != old and info.is_main:
+            why = "spent" if planned else f"{self.train_seconds / self.n_steps:.3g} s per step"
+            logg.info(f"time budget {self.seconds:g} s ({why}): {self.total} steps")
+        return self.total != old
+
+    def state_dict(self) -> dict[str, Any]:
+        """The plan, for checkpoints."""
+        return {"seconds": self.seconds, "total": self.total, "planned": self.planned}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Keep the plan of a checkpoint made under the same budget (else plan afresh)."""
+        if state and self.seconds is not None and state.get("seconds") == self.seconds:
+            self.total = min(self.total, int(state["total"]))
+            self.planned = bool(state["planned"])
+
+
+def write_model(raw: nn.Module, path: Path, full_state: dict[str, torch.Tensor] | None) -> None:
+    """``save_pretrained`` of ``raw``, or under FSDP2 of a plain copy holding ``full_state``."""
+    if full_state is None:
+        raw.save_pretrained(path)
+    else:
+        copy = type(raw)(raw.config, vocab=raw.vocab)
+        copy.load_state_dict(full_state)
+        copy.save_pretrained(path)

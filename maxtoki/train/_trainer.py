@@ -41,11 +41,13 @@ from ._metrics import (
     start_metrics_file,
 )
 from ._model import attach_vocab
-from ._optim import build_optimizer
+from ._optim import build_optimizer, set_total_steps
 from ._run_state import (
     EarlyStopping,
+    TimeBudget,
     load_resume_checkpoint,
     restore_run_state,
+    write_model,
     write_on_main,
 )
 from ._step import NonFiniteLossError as NonFiniteLossError  # re-exported
@@ -176,7 +178,7 @@ class Trainer:
         info = self.info or DistInfo()
         state = full_model_state_dict(self._wrapped, info) if is_sharded(self._wrapped) else None
         if info.is_main:
-            self._write_model(Path(path), state)
+            write_model(self.raw_model, Path(path), state)
         barrier(info)
 
     # -- setup ----------------------------------------------------------------------------------
@@ -201,11 +203,14 @@ class Trainer:
         self.early_stopping = EarlyStopping(
             cfg.early_stopping_patience, cfg.early_stopping_min_delta
         )
+        self.budget = TimeBudget(cfg.time_budget, cfg.steps, cfg.eval_interval)
         if state is not None:
             self.step, micro_done, self._elapsed = restore_run_state(
                 model, self.optimizer, self.scheduler, state, cfg, info
             )
             self.early_stopping.load_state_dict(state.get("early_stopping"))
+            self.budget.load_state_dict(state.get("time_budget"))
+            set_total_steps(self.optimizer, self.scheduler, self.budget.total)
             if info.is_main:
                 logg.info(f"resumed from {resume_from} at step {self.step}")
         else:
@@ -264,30 +269,37 @@ class Trainer:
         cfg, info = self.config, self.info
         from tqdm.auto import tqdm
 
+        budget = self.budget
         bar = tqdm(
-            total=cfg.steps,
+            total=budget.total,
             initial=self.step,
             disable=cfg.quiet or not info.is_main or not settings.show_progress,
             desc="maxtoki train",
             dynamic_ncols=True,
         )
         it = iter(loader)  # start DataLoader workers before evaluation touches the token source
+        t0 = time.perf_counter() - self._elapsed
         if fresh and cfg.eval_at_start and self.eval_dataset is not None:
             row = self.evaluate()
             self._record(row)
             self.early_stopping.update(row["loss"], self.step)
         window = TrainWindow()
-        t0 = time.perf_counter() - self._elapsed
         stop = self._stopped_early()  # a run resumed from the checkpoint of an early stop
         try:
-            while self.step < cfg.steps and not stop:
+            while self.step < budget.total and not stop:
                 model.train()
+                started = time.perf_counter()
                 step_stats = self._train_step(model, it, micro_done)
+                budget.train_seconds += time.perf_counter() - started
+                budget.n_steps += 1
                 micro_done += self.accum
                 self.step += 1
                 window.add(step_stats)
                 bar.update(1)
-                last = self.step == cfg.steps
+                if budget.follow(self.step, time.perf_counter() - t0, cfg.log_interval, info):
+                    bar.total = budget.total
+                    set_total_steps(self.optimizer, self.scheduler, budget.total)
+                last = self.step == budget.total
                 if self.step % cfg.log_interval == 0 or last:
                     row = self._train_row(window, step_stats, t0)
                     self._record(row)
@@ -367,6 +379,7 @@ class Trainer:
         """
         if not hasattr(self, "_wrapped") or self.eval_dataset is None:
             raise RuntimeError("evaluate() runs during or after fit(), on an eval_dataset")
+        started = time.perf_counter()
         metrics = validation_metrics(
             self._wrapped,
             self.eval_dataset,
@@ -376,6 +389,8 @@ class Trainer:
             info=self.info or DistInfo(),
             autocast=self._autocast,
         )
+        self.budget.eval_seconds += time.perf_counter() - started
+        self.budget.n_evals += 1
         return {"kind": "eval", "step": self.step, **metrics}
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -401,27 +416,19 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "rng": rngs,
                 "early_stopping": self.early_stopping.state_dict(),
+                "time_budget": self.budget.state_dict(),
                 "world_size": info.world_size,
                 "config": plain(self.config.to_dict()),
             }
             return ckpt.save_checkpoint(
                 cfg.out_dir,
                 self.step,
-                write_model=lambda p: self._write_model(p, full),
+                write_model=lambda p: write_model(self.raw_model, p, full),
                 trainer_state=state,
                 keep_last=cfg.keep_last,
             )
 
         return write_on_main(write, info)
-
-    def _write_model(self, path: Path, full_state: dict[str, torch.Tensor] | None) -> None:
-        raw = self.raw_model
-        if full_state is None:
-            raw.save_pretrained(path)
-        else:  # FSDP2: rebuild a plain CPU copy from the gathered state dict
-            copy = type(raw)(raw.config, vocab=raw.vocab)
-            copy.load_state_dict(full_state)
-            copy.save_pretrained(path)
 
     def _record(self, row: dict[str, Any]) -> None:
         self.history.append(row)
