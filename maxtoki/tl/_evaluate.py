@@ -92,8 +92,11 @@ def evaluate(
     reference cells, of known age, that the model reads. Metrics: median absolute error (with a
     bootstrap 95% interval), Pearson r and bias over cells, and the same over donors (a donor's
     cells of one cell type averaged; ``nan`` with ``donor_key=None``). With ``generated``, rows
-    of split ``generated`` check the generated cells: a doublet detector trained on real cells,
-    and classifier two-sample tests (real vs generated, real vs random genes).
+    of split ``generated`` check the generated cells against the training cells: classifier
+    two-sample tests (cross-validated AUC of real vs generated, with the controls real vs real,
+    real vs random genes and real vs shuffled ranks), the share of generated cells a classifier
+    trained on real cells calls the context's cell type, the correlation of the age read from
+    them (by SGD and by the model) with the age requested, and a doublet detector.
 
     Parameters
     ----------
@@ -145,9 +148,9 @@ def evaluate(
     The table (one row per split and method; columns ``split``, ``method``, ``n_cells``,
     ``n_donors``, ``median_abs_error_months`` and its interval ``median_abs_error_ci_low_months``
     / ``…_ci_high_months``, ``pearson_r``, ``bias_months``, the error, interval and r per donor
-    (prefix ``donor_``), ``singlet_fraction``, ``classifier_accuracy``; metrics that do not
-    apply are ``nan``). Also writes ``uns[f'{key_added}_evaluate']`` (``table`` and ``params``),
-    read by :func:`maxtoki.get.evaluate`.
+    (prefix ``donor_``), ``singlet_fraction``, ``classifier_accuracy``, ``classifier_auc``,
+    ``cell_type_match``, ``spearman_r``; ``nan`` where a metric does not apply). Also writes
+    ``uns[f'{key_added}_evaluate']`` (``table``, ``params``), read by :func:`maxtoki.get.evaluate`.
     """
     start = logg.info("evaluating MaxToki against the naive and linear baselines")
     adata, mdata = resolve_modality(adata, mod)
@@ -179,8 +182,10 @@ def evaluate(
     )  # fmt: skip
     if generated is not None:
         rows += generated_check(
-            adata, tokens.matrix, d.ctype, generated, vocab, max_genes, gen, mod, doublet_pairs,
-            tokens_key,
+            adata, tokens.matrix, d.ctype, d.ages, d.donors, d.train, generated, vocab, max_genes,
+            gen, mod, doublet_pairs, tokens_key, cell_type_key,
+            _generated_ages(d, cells, groups, runner, encoder, gen, (cell_type_key, sex_key),
+                            n_contexts, n_context_cells),
         )  # fmt: skip
     _add_intervals(rows, errors, n_boot, gen)  # after the other draws
     table = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
@@ -305,6 +310,38 @@ def _model_predictions(
         )
         out[method] = np.median(pred, axis=1)
     return out, pool[contexts]
+
+
+def _generated_ages(
+    d: _Design, cells, groups, runner, encoder, gen, groupby, n_contexts, n_context_cells
+):
+    """``read(tokens, obs)``: the model's age of generated cells (``None`` without their groups).
+
+    As for real queries: contexts of the cell's type and sex from the training cells, median
+    over contexts; cells of a group without training cells get ``nan``.
+    """
+
+    def read(tokens: np.ndarray, obs: pd.DataFrame) -> np.ndarray | None:
+        if not set(groupby) <= set(obs.columns):
+            return None
+        g_groups = group_labels(obs, groupby, "generated cells")
+        pool = np.flatnonzero(d.train)
+        ref = Reference([cells[i] for i in pool], d.ages[pool], groups[pool], None, pool, None)
+        ok = np.isin(g_groups.astype(str), ref.groups.astype(str))
+        out = np.full(len(tokens), np.nan)
+        if ok.any():
+            contexts = draw_contexts(
+                ref, g_groups[ok], None, np.full(int(ok.sum()), -1), n_contexts=n_contexts,
+                n_cells=n_context_cells, gen=gen, groupby="cell type and sex",
+            )  # fmt: skip
+            queries = [row[row != 0].astype(np.int64) for row in tokens[ok]]
+            pred, _ = predict_ages(
+                runner, encoder, ref.cells, ref.times, queries, contexts, desc="evaluate generated"
+            )
+            out[ok] = np.median(pred, axis=1)
+        return out
+
+    return read
 
 
 def _positions(pool: np.ndarray, rows: np.ndarray) -> np.ndarray:

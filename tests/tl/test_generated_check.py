@@ -1,0 +1,151 @@
+"""mt.tl.evaluate's generated-cell check: two-sample AUC with its controls, cell type, age read.
+
+"Generated" cells here are built by hand from real cells (copies, or cells of another cell type
+labelled as this one), so what each row must say is known independently of any model; the model
+is an untrained tiny one (its age reading is only checked to be there).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from scipy.stats import pearsonr, spearmanr
+
+import maxtoki as mt
+
+MAX_GENES = 24
+TINY = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "max_position_embeddings": 256,
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _setup():
+    adata = mt.datasets.aging_atlas(
+        n_donors=24, n_cells_per_donor=30, n_genes=400, disease_fraction=0.0, seed=3
+    )
+    vocab = mt.pp.GeneVocab.from_genes(mt.pp.gene_medians(adata))
+    mt.pp.tokenize(adata, vocab=vocab)
+    model = mt.train.build_model("tiny", vocab=vocab, overrides=TINY)
+    return adata, vocab, model
+
+
+def _fake_generated(adata, rows, *, cell_type=None, timelapse=None):
+    """Real cells ``rows`` posing as generated ones: the obs that mt.tl.generate writes."""
+    g = adata[rows].copy()
+    g.obs_names = [f"generated-{i}" for i in range(len(rows))]
+    age = g.obs["age_months"].to_numpy(float)
+    dt = np.zeros(len(rows)) if timelapse is None else np.asarray(timelapse, float)
+    g.obs["context_age_months"] = age - dt
+    g.obs["timelapse_months"] = dt
+    g.obs["expected_age_months"] = age
+    if cell_type is not None:
+        g.obs["cell_type"] = cell_type
+    return g
+
+
+def _check(adata, vocab, model, generated, seed=0):
+    df = mt.tl.evaluate(
+        adata, model=model, vocab=vocab, heldout_cell_types=[], generated=generated,
+        max_genes=MAX_GENES, n_contexts=1, device="cpu", random_state=seed,
+    )  # fmt: skip
+    assert (df["split"] == "generated").all()
+    return df.set_index("method")
+
+
+def _null_sd(n: int) -> float:
+    """Spread of the AUC of two samples of ``n`` from one distribution (Mann-Whitney)."""
+    return float(np.sqrt((2 * n + 1) / 12) / n)
+
+
+def test_copies_of_real_cells_pass_and_the_controls_behave():
+    adata, vocab, model = _setup()
+    gen = np.random.default_rng(0)
+    rows = np.sort(gen.choice(adata.n_obs, 150, replace=False))
+    dt = gen.integers(0, 120, len(rows))
+    rows_df = _check(adata, vocab, model, _fake_generated(adata, rows, timelapse=dt))
+    auc = rows_df["classifier_auc"]
+    n = int(rows_df.loc["real_vs_generated", "n_cells"])
+    assert n == int(rows_df.loc["real_vs_real", "n_cells"]) == 150  # sizes matched
+    margin = 4 * _null_sd(n)
+    assert abs(auc["real_vs_generated"] - 0.5) < margin
+    assert abs(auc["real_vs_real"] - 0.5) < margin
+    assert auc["real_vs_random_genes"] >= 0.95
+    assert auc["real_vs_shuffled_ranks"] > 0.5 + margin
+    # cell type: copies of real cells are typed as well as real cells are
+    real_acc = rows_df.loc["cell_type_real_cv", "cell_type_match"]
+    assert real_acc > 0.9
+    assert rows_df.loc["cell_type_generated", "cell_type_match"] >= real_acc - 0.1
+    # age: SGD reads the copies' true ages about as well as held-out donors' real cells
+    ref = rows_df.loc["age_sgd_real_cells", "pearson_r"]
+    assert ref > 0.5
+    assert rows_df.loc["age_sgd_vs_expected_age", "pearson_r"] > ref - 0.25
+    # read age minus context age tracks the timelapse (context age = true age - timelapse)
+    assert rows_df.loc["age_sgd_vs_timelapse", "spearman_r"] > 0.3
+    for m in ("age_maxtoki_vs_expected_age", "age_maxtoki_vs_timelapse"):
+        assert m in rows_df.index and rows_df.loc[m, "n_cells"] == len(rows)
+    # the doublet check is kept, on the controls too
+    for m in ("doublet_classifier", "doublet_classifier_random_genes"):
+        assert 0 <= rows_df.loc[m, "singlet_fraction"] <= 1
+    assert "doublet_classifier_shuffled_ranks" in rows_df.index
+
+
+def test_cells_of_another_type_fail():
+    adata, vocab, model = _setup()
+    ctype = adata.obs["cell_type"].astype(str).to_numpy()
+    types = list(dict.fromkeys(ctype))
+    rows = np.flatnonzero(ctype == types[0])[:120]
+    g = _fake_generated(adata, rows, cell_type=types[1])
+    rows_df = _check(adata, vocab, model, g)
+    # real cells are a mix of types, a share p of them of types[0]: the AUC's ceiling is 1 - p/2
+    p = np.mean(ctype == types[0])
+    n = int(rows_df.loc["real_vs_generated", "n_cells"])
+    assert 0.5 + 4 * _null_sd(n) < rows_df.loc["real_vs_generated", "classifier_auc"] <= 1 - p / 2
+    assert rows_df.loc["cell_type_generated", "cell_type_match"] == 0.0
+    # one timelapse: no correlation with it, said as nan
+    assert np.isnan(rows_df.loc["age_sgd_vs_timelapse", "pearson_r"])
+
+
+def test_two_sample_auc_is_an_out_of_fold_roc_auc():
+    """Against sklearn on the same folds, and near 0.5 for two draws of one distribution."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
+
+    from maxtoki.tl._generated_check import two_sample_auc
+
+    gen = np.random.default_rng(1)
+    a, b = gen.normal(size=(80, 5)), gen.normal(size=(80, 5)) + np.array([1.0, 0, 0, 0, 0])
+    auc, acc = two_sample_auc(a, b, seed=7)
+    X, y = np.vstack([a, b]), np.r_[np.zeros(80), np.ones(80)]
+    proba = np.zeros(len(y))
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=7).split(X, y):
+        clf = RandomForestClassifier(n_estimators=300, random_state=7, n_jobs=1).fit(X[tr], y[tr])
+        proba[te] = clf.predict_proba(X[te])[:, 1]
+    assert auc == pytest.approx(roc_auc_score(y, proba))
+    assert acc == pytest.approx(np.mean((proba > 0.5) == y))
+    assert auc > 0.7
+    null, _ = two_sample_auc(a, gen.normal(size=(80, 5)), seed=7)
+    assert abs(null - 0.5) < 4 * _null_sd(80)
+
+
+def test_correlation_rows_equal_scipy():
+    from maxtoki.tl._generated_check import _correlation_row
+
+    gen = np.random.default_rng(2)
+    x = gen.normal(size=40)
+    y = x + gen.normal(size=40)
+    y[3] = np.nan  # left out, as a cell without an age would be
+    row = _correlation_row("age_sgd_vs_expected_age", x, y)
+    ok = np.isfinite(y)
+    assert row["n_cells"] == 39
+    assert row["pearson_r"] == pytest.approx(pearsonr(x[ok], y[ok])[0])
+    assert row["spearman_r"] == pytest.approx(spearmanr(x[ok], y[ok])[0])
+    flat = _correlation_row("age_sgd_vs_timelapse", x, np.full(40, 12.0))
+    assert np.isnan(flat["pearson_r"]) and np.isnan(flat["spearman_r"])
