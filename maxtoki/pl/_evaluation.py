@@ -22,7 +22,10 @@ _LABELS = {
     "pearson_r": "Pearson r",
     "donor_pearson_r": "donor Pearson r",
     "singlet_fraction": "generated cells called real",
-    "classifier_accuracy": "doublet classifier accuracy",
+    "classifier_accuracy": "classifier accuracy",
+    "classifier_auc": "two-sample AUC vs real cells",
+    "cell_type_match": "cell type as the context's",
+    "spearman_r": "Spearman r",
 }
 _METHOD_COLORS = {
     "maxtoki": "#d1495b",
@@ -54,7 +57,8 @@ def evaluation(
         MaxToki is drawn first, then the baselines, then the ablations (``maxtoki_*``, hatched).
     metric
         Column to draw, e.g. ``'median_abs_error_months'`` (default), ``'pearson_r'``,
-        ``'bias_months'``, ``'donor_median_abs_error_months'``, ``'singlet_fraction'``.
+        ``'bias_months'``, ``'donor_median_abs_error_months'``, ``'singlet_fraction'``,
+        ``'classifier_auc'`` (the generated-cell two-sample tests, dashed line at 0.5).
     unit
         Unit of the ``*_months`` metrics.
     key
@@ -153,6 +157,8 @@ def evaluation(
             ax.bar_label(bars, labels=[fmt.format(v) for v in ys], fontsize="x-small", padding=1)
     ax.set_xticks(range(len(splits)), [s.replace("_", " ") for s in splits])
     ax.axhline(0.0, color="0.3", linewidth=0.8)
+    if metric == "classifier_auc":  # indistinguishable from real cells
+        ax.axhline(0.5, color="0.3", linewidth=0.8, linestyle="--")
     label = _LABELS.get(metric, metric.replace("_", " "))
     suffix = f" ({unit})" if metric.endswith("_months") else ""
     ax.set_ylabel(label + suffix)

@@ -84,3 +84,19 @@ def test_evaluation_bad_input(out):
         mt.pl.evaluation(out.evaluation, metric="nope", show=False)
     with pytest.raises(ValueError, match=r"mt\.tl\.evaluate"):
         mt.pl.evaluation(anndata.AnnData(np.zeros((2, 2))), show=False)
+
+
+def test_evaluation_draws_the_two_sample_aucs_with_the_chance_line():
+    methods = ["real_vs_generated", "real_vs_real", "real_vs_random_genes", "doublet_classifier"]
+    table = pd.DataFrame(
+        {
+            "split": "generated",
+            "method": methods,
+            "classifier_auc": [0.7, 0.52, 0.99, np.nan],  # the doublet row has no AUC
+        }
+    )
+    ax = mt.pl.evaluation(table, metric="classifier_auc", show=False)
+    np.testing.assert_allclose([p.get_height() for p in ax.patches], [0.7, 0.52, 0.99])
+    assert ax.get_ylabel() == "two-sample AUC vs real cells"
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(dashed) == 1 and tuple(dashed[0].get_ydata()) == (0.5, 0.5)
