@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,9 @@ mt.tl.predict_time(shard, context=<the input's reference cells>, random_state=RA
 (contexts never include the query cell itself nor, with --donor-key, its donor), so with one shard
 the ages equal those of mt.tl.predict_time on the whole input. Each finished shard is written to
 OUT_DIR/shards/ at once; a killed job, run again with the same options, computes only the missing
-shards.
+shards. With --scheduler, each shard is a task on a dask cluster: a worker loads the model from
+--model and writes its shard file (temporary name, then rename); a killed worker's shard is
+computed again on another worker, with the same result.
 """
 
 _EPILOG = """\
@@ -135,6 +138,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="inference precision (mt.settings.dtype; default 'auto': bfloat16 autocast on CUDA, "
         "the weights' dtype on the CPU)",
     )  # fmt: skip
+    r.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS",
+        help="run the shards as tasks on the dask cluster at ADDRESS (e.g. tcp://head:8786; "
+        "pip install 'maxtoki[dask]'); INPUT, --model and OUT_DIR must be paths every worker "
+        "sees (see docs/scaling.md)",
+    )  # fmt: skip
     p.set_defaults(func=_run)
 
 
@@ -167,7 +176,11 @@ def _run(args: argparse.Namespace) -> int:
         f"predicting {', '.join(args.what)} of {source.n_obs:,} cells in {len(bounds)} shard(s): "
         f"{len(bounds) - len(todo)} already written, {len(todo)} to compute"
     )
-    _compute(todo, bounds, shards, source, ref, model, args)
+    _check_obs_keys(source, args)
+    if args.scheduler is None:
+        _compute(todo, bounds, shards, source, ref, model, args)
+    else:
+        _compute_on_cluster(todo, bounds, shards, args)
     final = _combine(out, len(bounds), args.format)
     logg.info(f"wrote {str(final)!r}", time=start)
     return 0
@@ -383,52 +396,109 @@ def _shard_file(shards: Path, k: int) -> Path:
 
 def _compute(todo, bounds, shards: Path, source: _Source, ref, model, args) -> None:
     """Predict every shard in ``todo`` and write it (atomically) as soon as it is done."""
+    from ._cli_utils import progress
+
+    with progress(sum(bounds[k][1] - bounds[k][0] for k in todo), "predict", "cell") as bar:
+        for k in todo:
+            bar.update(_predict_shard(k, bounds[k], shards, source, ref, model, args))
+
+
+def _check_obs_keys(source: _Source, args: argparse.Namespace) -> None:
+    missing = [k for k in args.obs_keys if k not in source.obs.columns]
+    if missing:
+        raise ValueError(f"--obs-keys: the input has no obs column(s) {missing}")
+
+
+def _predict_shard(k: int, bounds, shards: Path, source: _Source, ref, model, args) -> int:
+    """Predict shard ``k`` (rows ``bounds``) and write its file atomically; its number of cells."""
+    import os
+
     from anndata import AnnData
 
-    from ._cli_utils import progress, replace_atomically
+    from ._cli_utils import replace_atomically
     from ._settings import settings
     from .tl import embed, predict_time
 
     key = args.key_added
     emb_layer = int(args.emb_layer) if args.emb_layer.isdigit() else args.emb_layer
     columns = [f"{key}_age", f"{key}_timelapse", f"{key}_age_std"]
-    missing = [k for k in args.obs_keys if k not in source.obs.columns]
-    if missing:
-        raise ValueError(f"--obs-keys: the input has no obs column(s) {missing}")
     common = {"model": model, "max_genes": args.max_genes, "batch_size": args.batch_size,
               "device": args.device, "tokens_key": source.tokens_key, "key_added": key}  # fmt: skip
-    with progress(sum(bounds[k][1] - bounds[k][0] for k in todo), "predict", "cell") as bar:
-        for k in todo:
-            rows = np.arange(*bounds[k])
-            shard = source.adata(rows)
-            _mark_cells(shard, rows, args)
-            # one shard at a time: the tools' own lines and bars would repeat for every shard
-            quiet = {"verbosity": min(settings.verbosity, 1)}
-            with settings.override(**quiet, **({"dtype": args.dtype} if args.dtype else {})):
-                if "ages" in args.what:
-                    predict_time(
-                        shard, context=ref, reference_key=args.reference_key,
-                        reference=args.reference, time_key=args.time_key,
-                        groupby=args.groupby or None,
-                        donor_key=_CELL_KEY if _CELL_KEY in shard.obs else args.donor_key,
-                        n_contexts=args.n_contexts, n_context_cells=args.n_context_cells,
-                        aggregate=args.aggregate, random_state=args.random_state + k, **common,
-                    )  # fmt: skip
-                if "embeddings" in args.what:
-                    embed(shard, emb_layer=emb_layer, emb_mode=args.emb_mode, **common)
-            obs = shard.obs[[]].copy()
-            if source.kind == "store":
-                obs["source_file"] = shard.obs["source_file"].astype(str)
-            for c in ([*columns] if "ages" in args.what else []) + list(args.obs_keys):
-                obs[c] = shard.obs[c].to_numpy()
-            result = AnnData(obs=obs)
-            if "embeddings" in args.what:
-                result.obsm[f"X_{key}"] = np.asarray(shard.obsm[f"X_{key}"])
-            final = _shard_file(shards, k)
-            tmp = final.with_name(f".tmp-{final.name}")
-            result.write_h5ad(tmp)
-            replace_atomically(tmp, final)
-            bar.update(len(rows))
+    rows = np.arange(*bounds)
+    shard = source.adata(rows)
+    _mark_cells(shard, rows, args)
+    # one shard at a time: the tools' own lines and bars would repeat for every shard
+    quiet = {"verbosity": min(settings.verbosity, 1)}
+    with settings.override(**quiet, **({"dtype": args.dtype} if args.dtype else {})):
+        if "ages" in args.what:
+            predict_time(
+                shard, context=ref, reference_key=args.reference_key,
+                reference=args.reference, time_key=args.time_key,
+                groupby=args.groupby or None,
+                donor_key=_CELL_KEY if _CELL_KEY in shard.obs else args.donor_key,
+                n_contexts=args.n_contexts, n_context_cells=args.n_context_cells,
+                aggregate=args.aggregate, random_state=args.random_state + k, **common,
+            )  # fmt: skip
+        if "embeddings" in args.what:
+            embed(shard, emb_layer=emb_layer, emb_mode=args.emb_mode, **common)
+    obs = shard.obs[[]].copy()
+    if source.kind == "store":
+        obs["source_file"] = shard.obs["source_file"].astype(str)
+    for c in ([*columns] if "ages" in args.what else []) + list(args.obs_keys):
+        obs[c] = shard.obs[c].to_numpy()
+    result = AnnData(obs=obs)
+    if "embeddings" in args.what:
+        result.obsm[f"X_{key}"] = np.asarray(shard.obsm[f"X_{key}"])
+    final = _shard_file(shards, k)
+    tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")  # two runs of one task: two names
+    result.write_h5ad(tmp)
+    replace_atomically(tmp, final)
+    return len(rows)
+
+
+def _compute_on_cluster(todo, bounds, shards: Path, args: argparse.Namespace) -> None:
+    """One dask task per shard in ``todo``; a worker loads the model and input once."""
+    from . import logging as logg
+    from ._cli_utils import connect, progress
+    from ._dask import map_shards
+
+    options = {k: v for k, v in vars(args).items() if k != "func"}
+    options["input"] = str(Path(args.input).resolve())  # the workers' working folder may differ
+    if Path(args.model).exists():  # else a Hub repo id
+        options["model"] = str(Path(args.model).resolve())
+    client = connect(args.scheduler)
+    with client:
+        logg.info(f"    {len(todo)} shard(s) as tasks on the dask cluster {args.scheduler}")
+        jobs = [(k, bounds[k]) for k in todo]
+        with progress(sum(hi - lo for _, (lo, hi) in jobs), "predict", "cell") as bar:
+            map_shards(client, _shard_task, jobs, on_done=lambda job, n: bar.update(n),
+                       shared={"shards": str(shards.resolve()), "options": options},
+                       name="maxtoki-predict")  # fmt: skip
+    for stale in shards.glob(".tmp-*"):  # left by workers that died mid-write
+        stale.unlink(missing_ok=True)
+
+
+#: per worker process: the model, input and reference cells of the running job
+_WORKER_STATE: dict[str, tuple] = {}
+_WORKER_LOCK = threading.Lock()
+
+
+def _shard_task(job, *, shards: str, options: dict[str, Any]) -> int:
+    """A dask task: predict one shard (the model, input and reference loaded once per worker)."""
+    from ._cli_utils import check_input
+
+    args = argparse.Namespace(**options)
+    key = json.dumps(options, sort_keys=True, default=str)
+    with _WORKER_LOCK:
+        if key not in _WORKER_STATE:
+            _WORKER_STATE.clear()  # one job's model at a time
+            model = _load_model(args)
+            source = _Source(args.input, check_input(args.input), model, args)
+            ref = _reference(source, args) if "ages" in args.what else None
+            _WORKER_STATE[key] = (source, ref, model)
+        source, ref, model = _WORKER_STATE[key]
+    k, bounds = job
+    return _predict_shard(k, bounds, Path(shards), source, ref, model, args)
 
 
 def _combine(out: Path, n_shards: int, fmt: str) -> Path:

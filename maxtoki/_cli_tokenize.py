@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
 
 _DESCRIPTION = """\
@@ -71,22 +72,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="refuse a file when less than this share of its counts falls on vocabulary genes "
         "(default: %(default)s)",
     )  # fmt: skip
+    p.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS",
+        help="write the shards as tasks on the dask cluster at ADDRESS (e.g. tcp://head:8786; "
+        "pip install 'maxtoki[dask]'); the files and OUT_DIR must be paths every worker sees "
+        "(see docs/scaling.md)",
+    )  # fmt: skip
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from . import logging as logg
-    from ._cli_utils import read_vocab
+    from ._cli_utils import connect, read_vocab
     from .pp import tokenize_corpus
 
     files = _expand(args.files)
     vocab = read_vocab(args.vocab)
     files = _convert_loom(files, Path(args.out_dir))
-    store = tokenize_corpus(
-        files, args.out_dir, vocab=vocab, max_len=args.max_len, obs_keys=args.obs_keys,
-        chunk_size=args.chunk_size, gene_id_key=args.gene_id_key, layer=args.layer,
-        n_counts_key=args.n_counts_key, min_overlap=args.min_overlap,
-    )  # fmt: skip
+    client = connect(args.scheduler) if args.scheduler else contextlib.nullcontext()
+    with client:
+        store = tokenize_corpus(
+            files, args.out_dir, vocab=vocab, max_len=args.max_len, obs_keys=args.obs_keys,
+            chunk_size=args.chunk_size, gene_id_key=args.gene_id_key, layer=args.layer,
+            n_counts_key=args.n_counts_key, min_overlap=args.min_overlap,
+            client=client if args.scheduler else None,
+        )  # fmt: skip
     logg.info(f"wrote {store!r}")
     return 0
 

@@ -140,3 +140,17 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def connect(address: str):
+    """A :class:`distributed.Client` of the scheduler at ``address`` (``--scheduler``)."""
+    from ._optional import import_optional
+
+    distributed = import_optional("distributed", extra="dask", purpose="--scheduler")
+    try:
+        return distributed.Client(address)
+    except OSError as e:
+        raise OSError(
+            f"--scheduler: no dask scheduler answers at {address!r} ({e}); start one "
+            "(`dask scheduler`, or a dask-jobqueue cluster) and pass its address"
+        ) from None

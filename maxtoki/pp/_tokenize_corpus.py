@@ -277,7 +277,7 @@ def _save_shard(out, fi, s, e, enc, path, obs_names, obs, obs_keys) -> dict[str,
 def _tokenize_on_cluster(client, infos, todos, out, manifest, vocab, options, bar) -> int:
     """One dask task per pending shard; the manifest records each as it finishes (driver only)."""
     jobs = [
-        {"file": fi, "path": info["path"], "start": s, "end": e, "out": str(out),
+        {"file": fi, "path": info["path"], "start": s, "end": e, "out": str(out.resolve()),
          "check_overlap": k == 0}  # the first pending chunk of a file, as without a cluster
         for fi, (info, todo) in enumerate(zip(infos, todos, strict=True))
         for k, (s, e) in enumerate(todo)
