@@ -19,6 +19,9 @@ def test_demo_quick_prints_the_table_and_beats_naive(tmp_path, capsys):
         error = {r["method"]: r["median_abs_error_months"] for r in rows if r["split"] == split}
         assert {"maxtoki", "naive", "sgd"} <= set(error)
         assert error["maxtoki"] < error["naive"], split
+    checks = {r["method"]: r["value"] for r in summary["generated_check"]}
+    assert checks["real_vs_random_genes"] > checks["real_vs_real"]  # the controls behave
+    assert "real_vs_generated" in checks and "age_sgd_vs_timelapse" in checks
     groups = {r["group"] for r in summary["age_acceleration"]}
     assert {"fibrosis", "alzheimer", "resilient"} <= groups
     for name in (
@@ -28,3 +31,35 @@ def test_demo_quick_prints_the_table_and_beats_naive(tmp_path, capsys):
         "predicted_age.png",
     ):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_generated_summary_lists_the_check_and_its_controls():
+    import numpy as np
+    import pandas as pd
+
+    from maxtoki._demo import format_report, generated_summary
+
+    methods = "maxtoki real_vs_generated real_vs_real cell_type_generated age_sgd_vs_timelapse"
+
+    table = pd.DataFrame(
+        {
+            "split": ["heldout_age", "generated", "generated", "generated", "generated"],
+            "method": methods.split(),
+            "n_cells": [10, 40, 40, 60, 60],
+            "median_abs_error_months": [50.0, np.nan, np.nan, np.nan, np.nan],
+            "pearson_r": [0.8, np.nan, np.nan, np.nan, 0.456],
+            "classifier_auc": [np.nan, 0.712, 0.49, np.nan, np.nan],
+            "cell_type_match": [np.nan, np.nan, np.nan, 0.9, np.nan],
+        }
+    )
+    summary = generated_summary(table)
+    assert summary["method"].tolist() == [
+        "real_vs_generated", "real_vs_real", "cell_type_generated", "age_sgd_vs_timelapse",
+    ]  # fmt: skip
+    assert summary["value"].tolist() == [0.71, 0.49, 0.9, 0.46]
+    acceleration = pd.DataFrame(
+        columns=["method", "stratum", "group", "planted_months", "effect_months",
+                 "ci_low_months", "ci_high_months", "pval_permutation"]
+    )  # fmt: skip
+    report = format_report(table, acceleration, {"train": 1.0})
+    assert "AUC real vs generated" in report and "AUC real vs real (control, ~0.5)" in report
