@@ -25,7 +25,7 @@ def evaluate(adata: AnnData, *, key: str = "maxtoki_evaluate", mod: str = "rna")
 
     Returns
     -------
-    One row per split and method with the error metrics (months) and the doublet check.
+    One row per split and method with the error metrics (months) and the generated-cell checks.
     """
     adata, _ = resolve_modality(adata, mod)
     return read_uns_table(adata, key, "mt.tl.evaluate")
