@@ -29,7 +29,7 @@ from .._keys import (
 from .._validate import max_genes_of, model_vocab
 from ._baselines import METRIC_COLUMNS, median_ci, metrics, naive, reference_offset, sgd
 from ._contexts import Reference, draw_contexts, predict_ages
-from ._generated_check import generated_check
+from ._generated_check import generated_check, generated_tokens
 from ._utils import as_generator
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def evaluate(
         n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs
     )
     if generated is not None:
-        resolve_modality(generated, mod)  # its type before the long predictions
+        generated_tokens(generated, mod, vocab, tokens_key)  # before the long predictions
     tokens = read_tokens(adata, tokens_key, vocab)
     d = _design(
         adata, heldout_cell_types, heldout_ages, heldout_donors, train_mask, reference_key,

@@ -75,11 +75,7 @@ def generated_check(
 
     ``model_ages(tokens, obs)``: the model's age of each generated cell (or ``None``).
     """
-    gdata, _ = resolve_modality(generated, mod)
-    # generated cells keep the tokens mt.tl.generate wrote, whatever the real cells' key
-    own = token_keys(gdata)
-    g_key = tokens_key if tokens_key in gdata.obsm or len(own) != 1 else own[0]
-    g_tokens = read_tokens(gdata, g_key, vocab).matrix
+    gdata, g_tokens = generated_tokens(generated, mod, vocab, tokens_key)
     if max_genes is None:
         max_genes = int((g_tokens != 0).sum(1).max()) - 2
     pool = np.flatnonzero(train)
@@ -110,6 +106,14 @@ def generated_check(
     rows += _age_rows(sets, ages, donors, gdata, g_tokens, model_ages, seed)
     rows += _doublet_rows(adata, sets, ctype, pool, pairs, vocab, tokens_key, features, gen, seed)
     return rows
+
+
+def generated_tokens(generated, mod, vocab, tokens_key) -> tuple:
+    """The generated AnnData and its token matrix (the key mt.tl.generate wrote, if only one)."""
+    gdata, _ = resolve_modality(generated, mod)
+    own = token_keys(gdata)
+    g_key = tokens_key if tokens_key in gdata.obsm or len(own) != 1 else own[0]
+    return gdata, read_tokens(gdata, g_key, vocab).matrix
 
 
 def _random_gene_cells(n_genes, present, vocab, max_genes, gen) -> np.ndarray:

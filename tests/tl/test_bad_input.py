@@ -507,6 +507,13 @@ case(
 case(T, "generated-list", tok, call(T, generated=[1]), TypeError, TYPE_MSG)
 case(
     T,
+    "generated-untokenized",
+    tok,
+    call_with(T, generated=lambda: ad.AnnData(np.zeros((3, 4), dtype=np.float32))),
+    match=r"mt\.pp\.tokenize",
+)
+case(
+    T,
     "cell_type_key-missing",
     tok,
     call(T, cell_type_key="type"),
