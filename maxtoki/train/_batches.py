@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,3 +105,17 @@ def train_loader(
         # global one would leave a resumed run's RNG states off the uninterrupted run's
         generator=torch.Generator().manual_seed(config.seed + info.rank),
     )
+
+
+def threads_beside_workers(config: TrainConfig, device: torch.device) -> int:
+    """Torch threads for the training process, leaving a core to each data-loader worker.
+
+    On a CPU, ``num_workers`` loader processes (one thread each) and the training process's
+    intra-op threads would otherwise share the cores, and OpenMP threads waiting on a preempted
+    one stall the step. On other devices, and with ``num_workers=0``, the current count stays.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or config.num_workers == 0:
+        return threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(threads, (cores or 1) - config.num_workers))

@@ -18,7 +18,7 @@ from .._settings import settings
 from ..models import Collator
 from . import _checkpoint as ckpt
 from ._batches import ShardedBatches as ShardedBatches  # re-exported (tests import it from here)
-from ._batches import train_loader
+from ._batches import threads_beside_workers, train_loader
 from ._config import TrainConfig
 from ._distributed import (
     DistInfo,
@@ -234,11 +234,14 @@ class Trainer:
             self._tracker = self._user_tracker or make_tracker(
                 cfg, resumed_at=None if state is None else self.step
             )
+        threads = torch.get_num_threads()
+        torch.set_num_threads(threads_beside_workers(cfg, info.device))
         try:
             if self._tracker is not None:
                 self._tracker.log_params(flat_params(plain(cfg.to_dict())))
             return self._loop(model, loader, micro_done, fresh=state is None)
         finally:
+            torch.set_num_threads(threads)
             if self._tracker is not None and self._user_tracker is None:
                 self._tracker.close()
             self._tracker = None
