@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmarks {unknown}; choose from {BENCHMARKS}")
+    n = torch_threads()  # before the runs: rows that compare thread counts set their own
     rows: list[dict] = []
     for name in names:
         start = time.perf_counter()
@@ -105,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
     RESULTS.mkdir(exist_ok=True)
     kind = "quick" if args.quick else "full"
-    n = torch_threads()
-    threads = f"{n} torch thread{'' if n == 1 else 's'}"
+    threads = f"{n} torch thread{'' if n == 1 else 's'} unless a row says otherwise"
     header = f"Machine: {machine()}; {kind} run, {threads}, {time.strftime('%Y-%m-%d')}."
     table = to_markdown(rows)
     suffix = "_quick" if args.quick else ""

@@ -106,6 +106,20 @@ def _theirs(model, prompt: torch.Tensor):
     return generate
 
 
+def _on_threads(fn, n: int):
+    """``fn`` run on ``n`` torch threads (the setting restored after)."""
+
+    def run(k: int):
+        threads = torch.get_num_threads()
+        torch.set_num_threads(n)
+        try:
+            return fn(k)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
+
+
 def _per_token(sides: dict, n: int, repeats: int) -> dict[str, list[float]]:
     """ms per decoded token of each side: interleaved ``n``-token and 1-token calls."""
     calls = {name: (_timer(fn, n), _timer(fn, 1)) for name, fn in sides.items()}
@@ -182,19 +196,16 @@ def _batch_rows(ours: MaxToki, quick: bool, rng) -> list[dict]:
     n_prompts, n, repeats = (4, 9, 2) if quick else (16, 33, 3)
     prompts = [_cells(ours.config, rng.integers(96, 257, size=3), rng) for _ in range(n_prompts)]
     lengths = [len(p) for p in prompts]
-    threads, all_cores = torch.get_num_threads(), os.cpu_count() or 1
+    all_cores = os.cpu_count() or 1
 
     def one_at_a_time(k: int) -> list[torch.Tensor]:
         return [cell for p in prompts for cell in _ours(ours, [p])(k)]
 
-    def all_threads(k: int) -> list[torch.Tensor]:
-        torch.set_num_threads(all_cores)
-        try:
-            return _ours(ours, prompts)(k)
-        finally:
-            torch.set_num_threads(threads)
-
-    sides = {"one": one_at_a_time, "batch": _ours(ours, prompts), "all": all_threads}
+    sides = {
+        "one": _on_threads(one_at_a_time, 1),
+        "batch": _on_threads(_ours(ours, prompts), 1),
+        "all": _on_threads(_ours(ours, prompts), all_cores),
+    }
     t = _per_token(sides, n, repeats)  # ms per decode step of all prompts
     tps = {name: 1e3 * n_prompts / statistics.median(v) for name, v in t.items()}
     setting = f"{n_prompts} ragged prompts ({min(lengths)}–{max(lengths)} tokens), greedy decode"
@@ -202,7 +213,7 @@ def _batch_rows(ours: MaxToki, quick: bool, rng) -> list[dict]:
     return [
         {
             "benchmark": "generation",
-            "setting": f"{setting}, batch {n_prompts} vs one at a time, {threads} thread(s)",
+            "setting": f"{setting}, batch {n_prompts} vs one at a time, 1 thread",
             "ours": tps["batch"],
             "baseline": tps["one"],
             "unit": "generated tokens/s",
@@ -212,7 +223,7 @@ def _batch_rows(ours: MaxToki, quick: bool, rng) -> list[dict]:
         },
         {
             "benchmark": "generation",
-            "setting": f"{setting}, batch {n_prompts}, {all_cores} threads vs {threads}",
+            "setting": f"{setting}, batch {n_prompts}, {all_cores} threads vs 1",
             "ours": tps["all"],
             "baseline": tps["batch"],
             "unit": "generated tokens/s",
