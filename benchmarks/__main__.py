@@ -88,9 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1)")
     args = parser.parse_args(argv)
-    if args.threads is not None:
-        import torch
+    import torch
 
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     names = BENCHMARKS if args.names in ([], ["all"]) else args.names
     unknown = sorted(set(names) - set(BENCHMARKS))
@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         start = time.perf_counter()
         print(f"== {name}", file=sys.stderr, flush=True)
+        torch.set_num_threads(n)  # whatever the previous benchmark left
         module = importlib.import_module(f"benchmarks.{name}")
         rows += module.run(quick=args.quick)
         print(f"   {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)

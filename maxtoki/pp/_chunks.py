@@ -469,11 +469,22 @@ def check_overlap(
 
 @contextlib.contextmanager
 def numba_threads():
+    """Numba kernels on ``settings.n_threads`` threads; every thread setting restored after.
+
+    Numba's OpenMP layer shares the OpenMP runtime with PyTorch, so setting Numba's threads can
+    change ``torch.get_num_threads()``: a torch already imported gets its count back too.
+    """
+    import sys
+
     import numba
 
+    torch = sys.modules.get("torch")
+    torch_threads = torch.get_num_threads() if torch is not None else None
     old = numba.get_num_threads()
     numba.set_num_threads(max(1, min(settings.n_threads, numba.config.NUMBA_NUM_THREADS)))
     try:
         yield
     finally:
         numba.set_num_threads(old)
+        if torch_threads is not None and torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)
