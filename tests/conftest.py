@@ -20,6 +20,19 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
+@pytest.fixture(scope="module")
+def cluster():
+    """A dask LocalCluster of two single-threaded worker processes under nannies (a killed
+    worker is restarted) and its client; skips without ``distributed``."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        worker_class=distributed.Nanny,
+    ) as lc, distributed.Client(lc) as client:  # fmt: skip
+        client.wait_for_workers(2, timeout=120)
+        yield client
+
+
 @pytest.fixture(autouse=True)
 def _restore_settings():
     """Give every test the settings it started with back (some tests quiet the logs)."""

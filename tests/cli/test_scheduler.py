@@ -24,17 +24,6 @@ OPTIONS = ["--shard-size", "30", "--n-contexts", "2", "--random-state", "5", "--
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """Two single-threaded worker processes under nannies (a killed worker is restarted)."""
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-        worker_class=distributed.Nanny,
-    ) as lc, distributed.Client(lc) as client:  # fmt: skip
-        client.wait_for_workers(2, timeout=120)
-        yield client
-
-
-@pytest.fixture(scope="module")
 def local(cli, tmp_path_factory) -> pd.DataFrame:
     out = tmp_path_factory.mktemp("predict") / "local"
     assert cli.run("predict", cli.store, "--model", cli.model_dir, "-o", out, *OPTIONS,

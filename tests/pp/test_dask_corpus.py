@@ -28,17 +28,6 @@ def gene_id(i: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """Two single-threaded worker processes under nannies (a killed worker is restarted)."""
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-        worker_class=distributed.Nanny,
-    ) as lc, distributed.Client(lc) as client:  # fmt: skip
-        client.wait_for_workers(2, timeout=120)
-        yield client
-
-
-@pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """Three small files (27 + 9 + 20 cells, 8 shards), the vocabulary and the local store."""
     root = tmp_path_factory.mktemp("corpus")

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from bad_input import FAST, TINY  # the shared untrained tiny model and fast options
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.linear_model import SGDRegressor
 from sklearn.pipeline import make_pipeline
@@ -21,14 +22,6 @@ import maxtoki as mt
 import maxtoki.tl._evaluate as evaluate_module
 from maxtoki.tl._baselines import median_ci
 
-TINY = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "max_position_embeddings": 256,
-}
-FAST = {"device": "cpu", "max_genes": 8}
 HELDOUT_AGES = (300.0, 500.0)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from bad_input import FAST, TINY  # the shared untrained tiny model and fast options
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.linear_model import SGDRegressor
 from sklearn.pipeline import make_pipeline
@@ -20,14 +21,6 @@ from sklearn.preprocessing import StandardScaler
 import maxtoki as mt
 import maxtoki.tl._evaluate as evaluate_module
 
-TINY = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "max_position_embeddings": 256,
-}
-FAST = {"device": "cpu", "max_genes": 8}
 HELDOUT_AGES = (300.0, 500.0)
 #: control donors: D02 (181 months) and D07 (882) form the split; D04 (476) is in the held-out ages
 HELDOUT_DONORS = ["D02", "D04", "D07"]

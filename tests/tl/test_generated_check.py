@@ -11,18 +11,12 @@ import functools
 
 import numpy as np
 import pytest
+from bad_input import TINY  # the shared untrained tiny model and fast options
 from scipy.stats import pearsonr, spearmanr
 
 import maxtoki as mt
 
 MAX_GENES = 24
-TINY = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 2,
-    "max_position_embeddings": 256,
-}
 
 
 @functools.lru_cache(maxsize=1)
