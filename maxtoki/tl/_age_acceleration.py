@@ -74,6 +74,7 @@ def age_acceleration(
     context_groupby: str | Sequence[str] | None = ("cell_type", "sex"),
     n_contexts: int = 5,
     n_context_cells: int = 2,
+    calibrate: bool = False,
     max_genes: int | None = None,
     batch_size: int | None = None,
     device: str | None = None,
@@ -131,6 +132,10 @@ def age_acceleration(
         ``'paired'``: the temporal model (its vocabulary by default), the AnnData of the context
         cells (default the reference cells of ``adata``), the trajectory groups and the contexts
         per pair, as in :func:`maxtoki.tl.predict_time`.
+    calibrate
+        ``'paired'``: calibrate the timelapse read-out on the reference cells first, as
+        :func:`maxtoki.tl.predict_time` does with ``calibrate=True`` (for ``'donor'``, calibrate
+        in ``predict_time``).
     {max_genes}
     {batch_size}
     {device}
@@ -161,6 +166,8 @@ def age_acceleration(
     predicted = predicted_key if method == "donor" else None
     fixes = _check_columns(adata, groupby, time_key, predicted, donor_key, stratify_by)
     n_boot = _check_numbers(adjust, n_boot, ci, age_match)
+    if not isinstance(calibrate, (bool, np.bool_)):
+        raise TypeError(f"calibrate must be True or False, got {calibrate!r}")
     labels = adata.obs[groupby].astype(str).to_numpy()
     groups = _groups(adata.obs[groupby], labels, reference, groups, groupby)
     age = numeric_obs(adata, time_key, "data", fixes[time_key])
@@ -183,7 +190,8 @@ def age_acceleration(
             groupby=groupby, donor_key=donor_key, time_key=time_key,
             age_match=60.0 if age_match is None else age_match,
             n_contexts=n_contexts, n_context_cells=n_context_cells, max_genes=max_genes,
-            batch_size=batch_size, device=device, tokens_key=tokens_key, mod=mod, **args,
+            batch_size=batch_size, device=device, tokens_key=tokens_key, mod=mod,
+            calibrate=calibrate, **args,
         )  # fmt: skip
     if not rows:
         raise ValueError(
@@ -295,6 +303,7 @@ def _params(args: dict[str, Any], groups: list[str]) -> dict[str, Any]:
             "p-values)",
             "context_groupby": args["context_groupby"] if args["method"] == "paired" else None,
             "n_contexts": args["n_contexts"] if args["method"] == "paired" else None,
+            "calibrate": bool(args["calibrate"]) if args["method"] == "paired" else None,
         }
     )
 

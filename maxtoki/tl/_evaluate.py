@@ -28,6 +28,7 @@ from .._keys import (
 )
 from .._validate import max_genes_of, model_vocab
 from ._baselines import METRIC_COLUMNS, median_ci, metrics, naive, reference_offset, sgd
+from ._calibration import fit_calibration
 from ._contexts import Reference, draw_contexts, predict_ages
 from ._generated_check import generated_check, generated_tokens
 from ._utils import as_generator
@@ -62,6 +63,7 @@ def evaluate(
     n_context_cells: int = 2,
     n_cells: int | None = 500,
     n_boot: int = 1000,
+    calibrate: bool = False,
     ablations: bool | Sequence[Ablation] = False,
     generated: AnnData | None = None,
     doublet_pairs: Literal["any", "same_type"] = "any",
@@ -125,6 +127,10 @@ def evaluate(
         Contexts per query cell and cells per context.
     n_cells
         Cells evaluated per split (a random subset; ``None`` for all).
+    calibrate
+        Also report ``maxtoki_calibrated``: the model's timelapses calibrated on reference cells
+        of each query's group (see :func:`maxtoki.tl.predict_time`'s ``calibrate``), fitted on
+        the split's context pool and leaving out the query's donor.
     n_boot
         Bootstrap resamples (of cells, and of donors for the donor metrics) for the 95%
         intervals of the median errors.
@@ -161,6 +167,8 @@ def evaluate(
     n_contexts, n_context_cells, n_cells, n_boot = _counts(
         n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs
     )
+    if not isinstance(calibrate, (bool, np.bool_)):
+        raise TypeError(f"calibrate must be True or False, got {calibrate!r}")
     if generated is not None:
         generated_tokens(generated, mod, vocab, tokens_key)  # before the long predictions
     tokens = read_tokens(adata, tokens_key, vocab)
@@ -179,6 +187,7 @@ def evaluate(
     rows, errors = _age_rows(
         d, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at,
         by_donor=donor_key is not None, n_contexts=n_contexts, n_context_cells=n_context_cells,
+        calibrate=calibrate,
     )  # fmt: skip
     if generated is not None:
         rows += generated_check(
@@ -240,8 +249,21 @@ def _subsample(rows: np.ndarray, n: int | None, gen) -> np.ndarray:
 
 
 def _age_rows(
-    d: _Design, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at, *,
-    by_donor: bool, n_contexts: int, n_context_cells: int,
+    d: _Design,
+    cells,
+    groups,
+    runner,
+    encoder,
+    ablations,
+    vocab,
+    gen,
+    naive_age,
+    sgd_at,
+    *,
+    by_donor: bool,
+    n_contexts: int,
+    n_context_cells: int,
+    calibrate: bool,
 ) -> tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]:
     """The metric rows of every split and method, with each row's cell and donor errors."""
     rows, errors = [], []
@@ -251,7 +273,7 @@ def _age_rows(
             unit = np.char.add(np.char.add(d.donors[q].astype(str), "|"), d.ctype[q].astype(str))
         preds, context_rows = _model_predictions(
             split, q, d, cells, groups, runner, encoder, ablations, vocab, gen,
-            n_contexts=n_contexts, n_context_cells=n_context_cells,
+            n_contexts=n_contexts, n_context_cells=n_context_cells, calibrate=calibrate,
         )  # fmt: skip
         sgd_age = sgd_at(np.union1d(q, context_rows))
         offset = reference_offset(d.ages - sgd_age, context_rows)
@@ -277,12 +299,14 @@ def _model_predictions(
     *,
     n_contexts: int,
     n_context_cells: int,
+    calibrate: bool,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The model's age of each cell of a split (and of each ablation), median over contexts.
 
     Contexts: reference cells of the same cell type and sex from other donors, never of the
-    held-out donors; for the held-out ages and donors, of training ages only. Also returns the
-    contexts' rows, ``(cells, contexts, cells)``.
+    held-out donors; for the held-out ages and donors, of training ages only. With
+    ``calibrate``, also ``maxtoki_calibrated`` (lines fitted on the same pool). Also returns
+    the contexts' rows, ``(cells, contexts, cells)``.
     """
     training_ages = split in ("heldout_age", "heldout_donor")
     pool = np.flatnonzero(d.is_ref & ~d.in_ho_donor & (~d.in_ho_age if training_ages else True))
@@ -305,10 +329,17 @@ def _model_predictions(
         variants[f"maxtoki_{ab}"] = _ablate(ab, ref.cells, [cells[i] for i in q], vocab, ab_gen)
     out = {}
     for method, (rc, qc) in variants.items():
-        pred, _ = predict_ages(
+        pred, dts = predict_ages(
             runner, encoder, rc, ref.times, qc, contexts, desc=f"evaluate {split} {method}"
         )
         out[method] = np.median(pred, axis=1)
+        if calibrate and method == "maxtoki":
+            calibration = fit_calibration(
+                runner, encoder, ref, groups[q], n_context_cells=n_context_cells, gen=gen,
+                desc=f"evaluate {split} calibration",
+            )  # fmt: skip
+            dts = calibration.apply(dts, groups[q], d.donors[q])
+            out["maxtoki_calibrated"] = np.median(ref.times[contexts[:, :, -1]] + dts, axis=1)
     return out, pool[contexts]
 
 

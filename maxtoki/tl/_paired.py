@@ -18,6 +18,7 @@ import pandas as pd
 from .._anndata import group_labels
 from .._keys import read_tokens
 from .._validate import max_genes_of, model_vocab
+from ._calibration import Calibration, fit_calibration
 from ._contexts import _draw, predict_ages, reference_set
 
 
@@ -50,11 +51,14 @@ def paired_comparison(
     n_context_cells: int,
     gen: np.random.Generator,
     desc: str,
+    calibration: Calibration | None = None,
 ) -> dict[str, Any] | None:
     """Paired accelerations of one group vs the reference within one stratum.
 
     Returns ``None`` when no cell of the group has an age-matched reference cell; else the pairs
-    (group row, reference row), each one's acceleration and the per-pair difference.
+    (group row, reference row), each one's acceleration and the per-pair difference. With a
+    ``calibration``, each cell's timelapses go through its trajectory group's line (leaving out
+    its donor).
     """
     x = inputs
     pairs, contexts = [], []
@@ -84,9 +88,11 @@ def paired_comparison(
     pair = np.asarray(pairs, dtype=np.int64)
     ctx = np.asarray(contexts, dtype=np.int64)
     queries = [x.cells[i] for i in pair[:, 0]] + [x.cells[i] for i in pair[:, 1]]
-    ages, _ = predict_ages(
-        runner, encoder, x.ref_cells, x.ref_ages, queries, np.concatenate([ctx, ctx]), desc=desc
-    )
+    both = np.concatenate([ctx, ctx])
+    ages, dts = predict_ages(runner, encoder, x.ref_cells, x.ref_ages, queries, both, desc=desc)
+    if calibration is not None:
+        rows = np.concatenate([pair[:, 0], pair[:, 1]])
+        ages = x.ref_ages[both[:, :, -1]] + calibration.apply(dts, x.traj[rows], x.donors[rows])
     predicted = ages.mean(axis=1)
     acc = predicted - x.ages[np.concatenate([pair[:, 0], pair[:, 1]])]
     acc_group, acc_ref = acc[: len(pair)], acc[len(pair) :]
@@ -135,7 +141,7 @@ _STATS = (
 def paired_rows(
     adata, *, model, vocab, context, context_groupby, groupby, donor_key, time_key, age_match,
     n_contexts, n_context_cells, max_genes, batch_size, device, tokens_key, mod, labels,
-    reference, groups, strata, order, age, n_boot, ci, gen,
+    reference, groups, strata, order, age, n_boot, ci, gen, calibrate=False,
 ) -> tuple[np.ndarray, list[dict]]:  # fmt: skip
     """The ``'paired'`` method: per-cell accelerations and one row per stratum and group."""
     from .._anndata import positive_int
@@ -174,6 +180,13 @@ def paired_rows(
     encoder = PromptEncoder(
         vocab, max_length=model.config.max_position_embeddings, max_genes=max_genes
     )
+    calibration = None
+    if calibrate:
+        compared = np.isin(labels, [reference, *groups]) & np.isfinite(age)
+        calibration = fit_calibration(
+            runner, encoder, ref, np.unique(inputs.traj[compared].astype(str)),
+            n_context_cells=n_context_cells, gen=gen, desc="age_acceleration calibration",
+        )  # fmt: skip
     acc = np.full(adata.n_obs, np.nan)
     ref_sum, ref_n = np.zeros(adata.n_obs), np.zeros(adata.n_obs)
     rows = []
@@ -188,7 +201,7 @@ def paired_rows(
             out = paired_comparison(
                 inputs, group_rows, reference_rows, runner=runner, encoder=encoder,
                 age_match=age_match, n_contexts=n_contexts, n_context_cells=n_context_cells,
-                gen=gen, desc=f"age_acceleration {stratum} {group}",
+                gen=gen, desc=f"age_acceleration {stratum} {group}", calibration=calibration,
             )  # fmt: skip
             if out is None:
                 continue

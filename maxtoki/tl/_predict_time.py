@@ -10,6 +10,7 @@ from .._anndata import group_labels, positive_int
 from .._docs import inject_docs
 from .._keys import TOKENS_KEY, check_key, h5ad_safe, random_state_param, slot
 from .._validate import max_genes_of, model_vocab
+from ._calibration import fit_calibration
 from ._contexts import draw_contexts, predict_ages, reference_set
 from ._utils import as_generator, finish, prepare, query_cells
 
@@ -35,6 +36,7 @@ def predict_time(
     n_contexts: int = 5,
     n_context_cells: int = 2,
     aggregate: Literal["median", "mean"] = "median",
+    calibrate: bool = False,
     max_genes: int | None = None,
     batch_size: int | None = None,
     device: str | None = None,
@@ -67,6 +69,12 @@ def predict_time(
     {n_contexts}
     aggregate
         ``'median'`` (default, robust to an odd context) or ``'mean'`` over the contexts.
+    calibrate
+        Calibrate the timelapse read-out on the reference (not in the official release):
+        reference cells of each query group (up to 64, other donors as contexts) are aged as
+        queries, a line ``predicted = a + b × true`` is fitted to their timelapses (leaving out
+        the query's donor) and each timelapse becomes ``(predicted − a) / b``. It undoes a
+        small model's regression towards the mean; see docs/benchmarks.md.
     {max_genes}
     {batch_size}
     {device}
@@ -87,7 +95,8 @@ def predict_time(
     ``obs[f'{key_added}_age_std']``
         Standard deviation of the per-context age predictions (months).
     ``uns[f'{key_added}_predict_time']['params']``
-        The parameters used.
+        The parameters used; with ``calibrate``, ``['calibration']`` holds each group's line
+        (``group``, ``intercept_months``, ``slope``, ``n_pairs``).
     """
     from ..models import BatchRunner
     from ..pp import PromptEncoder
@@ -100,6 +109,8 @@ def predict_time(
     n_context_cells = positive_int("n_context_cells", n_context_cells)
     if aggregate not in ("median", "mean"):
         raise ValueError(f"aggregate must be 'median' or 'mean', got {aggregate!r}")
+    if not isinstance(calibrate, (bool, np.bool_)):
+        raise TypeError(f"calibrate must be True or False, got {calibrate!r}")
     max_genes = max_genes_of(model, max_genes)
     runner = BatchRunner(model, batch_size=batch_size, device=device)
     queries = query_cells(adata, vocab, tokens_key)
@@ -110,14 +121,16 @@ def predict_time(
     )  # fmt: skip
     rows = np.arange(adata.n_obs)
     donors = None if ref.donors is None else adata.obs[donor_key].astype(str).to_numpy()
+    query_groups = group_labels(adata.obs, groupby, "query")
+    gen = as_generator(random_state)
     contexts = draw_contexts(
         ref,
-        group_labels(adata.obs, groupby, "query"),
+        query_groups,
         donors,
         ref.position_of(adata, rows),
         n_contexts=n_contexts,
         n_cells=n_context_cells,
-        gen=as_generator(random_state),
+        gen=gen,
         groupby=groupby,
     )
     encoder = PromptEncoder(
@@ -126,6 +139,15 @@ def predict_time(
     ages, dts = predict_ages(
         runner, encoder, ref.cells, ref.times, queries, contexts, desc="predict_time"
     )
+    lines = None
+    if calibrate:
+        calibration = fit_calibration(
+            runner, encoder, ref, query_groups, n_context_cells=n_context_cells, gen=gen,
+            desc="predict_time calibration",
+        )  # fmt: skip
+        dts = calibration.apply(dts, query_groups, donors)
+        ages = ref.times[contexts[:, :, -1]] + dts
+        lines = calibration.table()
     agg = np.median if aggregate == "median" else np.mean
     keys = [slot(key_added, n) for n in ("age", "timelapse", "age_std")]
     adata.obs[keys[0]] = agg(ages, axis=1)
@@ -134,6 +156,8 @@ def predict_time(
     adata.uns[slot(key_added, "predict_time")] = {
         "params": _params(locals(), ref, runner, vocab, use_donor=ref.donors is not None)
     }
+    if lines is not None:
+        adata.uns[slot(key_added, "predict_time")]["calibration"] = lines
     logg.info(f"    added obs {keys} for {adata.n_obs} cells", time=start)
     return finish(data, mdata, mod, keys, copy)
 
@@ -152,6 +176,7 @@ def _params(args: dict[str, Any], ref, runner, vocab, *, use_donor: bool) -> dic
             "n_contexts": args["n_contexts"],
             "n_context_cells": args["n_context_cells"],
             "aggregate": args["aggregate"],
+            "calibrate": bool(args["calibrate"]),
             "max_genes": args["max_genes"],
             "device": str(runner.device),
             "dtype": runner.dtype_name,

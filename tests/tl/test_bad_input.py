@@ -149,6 +149,8 @@ for bad in (0, -1, "5", 2.5):
     case(T, f"n_contexts={bad!r}", tok, call(T, n_contexts=bad), match=r"n_contexts " + NOT_INT)
 case(T, "n_context_cells-0", tok, call(T, n_context_cells=0), match=r"n_context_cells " + NOT_INT)
 case(T, "aggregate-unknown", tok, call(T, aggregate="max"), match=r"aggregate must be 'median'")
+CALIBRATE = r"calibrate must be True or False, got 'yes'"
+case(T, "calibrate-a-string", tok, call(T, calibrate="yes"), TypeError, CALIBRATE)
 case(T, "context-list", tok, call(T, context=[1, 2]), TypeError, TYPE_MSG)
 case(T, "context-not-tokenized", tok, call_with(T, context=lambda: fx().raw), match=TOKENIZE_FIRST)
 case(
@@ -194,6 +196,7 @@ unchanged_copy(T)
 # tl.age_acceleration ------------------------------------------------------------------------
 T = "tl.age_acceleration"
 case(T, "method-unknown", done, call(T, method="query_swap"), match=r"method must be 'donor' or")
+case(T, "calibrate-a-string", done, call(T, calibrate="yes"), TypeError, CALIBRATE)
 case(T, "paired-without-model", done, call(T, method="paired"), match=r"pass `model=`")
 case(
     T,
@@ -451,6 +454,7 @@ unchanged_copy(T)
 
 # tl.evaluate --------------------------------------------------------------------------------
 T = "tl.evaluate"
+case(T, "calibrate-a-string", tok, call(T, calibrate="yes"), TypeError, CALIBRATE)
 case(
     T,
     "heldout_cell_types-unknown",
