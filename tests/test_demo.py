@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from maxtoki._cli import main
@@ -17,7 +18,7 @@ def test_demo_quick_prints_the_table_and_beats_naive(tmp_path, capsys):
     assert "heldout_donor" in {r["split"] for r in rows}  # the donors kept out of training
     for split in ("heldout_cell_type", "heldout_age"):
         error = {r["method"]: r["median_abs_error_months"] for r in rows if r["split"] == split}
-        assert {"maxtoki", "naive", "sgd"} <= set(error)
+        assert {"maxtoki", "maxtoki_calibrated", "naive", "sgd"} <= set(error)
         assert error["maxtoki"] < error["naive"], split
     checks = {r["method"]: r["value"] for r in summary["generated_check"]}
     assert checks["real_vs_random_genes"] > checks["real_vs_real"]  # the controls behave
@@ -31,6 +32,8 @@ def test_demo_quick_prints_the_table_and_beats_naive(tmp_path, capsys):
         "predicted_age.png",
     ):
         assert (tmp_path / name).stat().st_size > 0
+    history = pd.read_csv(tmp_path / "training_history.csv")
+    assert set(history["stage"]) == {1, 2}  # stage-1 pretraining, then the temporal stage
 
 
 def test_generated_summary_lists_the_check_and_its_controls():
@@ -63,3 +66,11 @@ def test_generated_summary_lists_the_check_and_its_controls():
     )  # fmt: skip
     report = format_report(table, acceleration, {"train": 1.0})
     assert "AUC real vs generated" in report and "AUC real vs real (control, ~0.5)" in report
+
+
+def test_generated_summary_without_generated_rows_is_empty():
+    from maxtoki._demo import generated_summary
+
+    table = pd.DataFrame({"split": ["heldout_age"], "method": ["maxtoki"], "n_cells": [10]})
+    summary = generated_summary(table)
+    assert summary.empty and list(summary.columns)[:2] == ["check", "method"]

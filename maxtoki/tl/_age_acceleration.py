@@ -133,9 +133,7 @@ def age_acceleration(
         cells (default the reference cells of ``adata``), the trajectory groups and the contexts
         per pair, as in :func:`maxtoki.tl.predict_time`.
     calibrate
-        ``'paired'``: calibrate the timelapse read-out on the reference cells first, as
-        :func:`maxtoki.tl.predict_time` does with ``calibrate=True`` (for ``'donor'``, calibrate
-        in ``predict_time``).
+        ``'paired'``: read timelapses as ``predict_time(calibrate=True)`` does.
     {max_genes}
     {batch_size}
     {device}
@@ -165,9 +163,7 @@ def age_acceleration(
         raise ValueError(f"method must be 'donor' or 'paired', got {method!r}")
     predicted = predicted_key if method == "donor" else None
     fixes = _check_columns(adata, groupby, time_key, predicted, donor_key, stratify_by)
-    n_boot = _check_numbers(adjust, n_boot, ci, age_match)
-    if not isinstance(calibrate, (bool, np.bool_)):
-        raise TypeError(f"calibrate must be True or False, got {calibrate!r}")
+    n_boot = _check_numbers(adjust, n_boot, ci, age_match, calibrate)
     labels = adata.obs[groupby].astype(str).to_numpy()
     groups = _groups(adata.obs[groupby], labels, reference, groups, groupby)
     age = numeric_obs(adata, time_key, "data", fixes[time_key])
@@ -243,7 +239,9 @@ def _check_columns(adata, groupby, time_key, predicted_key, donor_key, stratify_
     return fixes
 
 
-def _check_numbers(adjust, n_boot, ci, age_match) -> int:
+def _check_numbers(adjust, n_boot, ci, age_match, calibrate) -> int:
+    if not isinstance(calibrate, (bool, np.bool_)):
+        raise TypeError(f"calibrate must be True or False, got {calibrate!r}")
     if adjust not in ("linear", "none"):
         raise ValueError(f"adjust must be 'linear' or 'none', got {adjust!r}")
     n_boot = positive_int("n_boot", n_boot)

@@ -103,8 +103,7 @@ def evaluate(
     Parameters
     ----------
     adata
-        Tokenized AnnData (or MuData, see ``mod``) with raw counts, ages, cell types, sexes and
-        donors.
+        Tokenized AnnData (or MuData, ``mod``): raw counts, ages, cell types, sexes, donors.
     {temporal_model}
     {vocab}
     heldout_cell_types
@@ -128,9 +127,7 @@ def evaluate(
     n_cells
         Cells evaluated per split (a random subset; ``None`` for all).
     calibrate
-        Also report ``maxtoki_calibrated``: the model's timelapses calibrated on reference cells
-        of each query's group (see :func:`maxtoki.tl.predict_time`'s ``calibrate``), fitted on
-        the split's context pool and leaving out the query's donor.
+        Also report ``maxtoki_calibrated``, the ages of ``predict_time(calibrate=True)``.
     n_boot
         Bootstrap resamples (of cells, and of donors for the donor metrics) for the 95%
         intervals of the median errors.
@@ -146,17 +143,16 @@ def evaluate(
     {random_state}
     {tokens_key}
     key_added
-        The table goes to ``uns[f'{key_added}_evaluate']`` (default ``'maxtoki'``).
+        The table goes to ``uns[f'{key_added}_evaluate']``.
     {mod}
 
     Returns
     -------
-    The table (one row per split and method; columns ``split``, ``method``, ``n_cells``,
-    ``n_donors``, ``median_abs_error_months`` and its interval ``median_abs_error_ci_low_months``
-    / ``…_ci_high_months``, ``pearson_r``, ``bias_months``, the error, interval and r per donor
-    (prefix ``donor_``), ``singlet_fraction``, ``classifier_accuracy``, ``classifier_auc``,
-    ``cell_type_match``, ``spearman_r``; ``nan`` where a metric does not apply). Also writes
-    ``uns[f'{key_added}_evaluate']`` (``table``, ``params``), read by :func:`maxtoki.get.evaluate`.
+    The table, one row per split and method: ``split``, ``method``, ``n_cells``, ``n_donors``,
+    ``median_abs_error_months`` with its interval (``…_ci_low_months``, ``…_ci_high_months``),
+    ``pearson_r``, ``bias_months``, the same per donor (prefix ``donor_``), ``singlet_fraction``,
+    ``classifier_accuracy``, ``classifier_auc``, ``cell_type_match``, ``spearman_r`` (``nan``
+    where not applicable); also in ``uns[f'{key_added}_evaluate']`` (:func:`maxtoki.get.evaluate`).
     """
     start = logg.info("evaluating MaxToki against the naive and linear baselines")
     adata, mdata = resolve_modality(adata, mod)
@@ -165,10 +161,8 @@ def evaluate(
     check_key("key_added", key_added)
     max_genes = max_genes_of(model, max_genes)
     n_contexts, n_context_cells, n_cells, n_boot = _counts(
-        n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs
+        n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs, calibrate
     )
-    if not isinstance(calibrate, (bool, np.bool_)):
-        raise TypeError(f"calibrate must be True or False, got {calibrate!r}")
     if generated is not None:
         generated_tokens(generated, mod, vocab, tokens_key)  # before the long predictions
     tokens = read_tokens(adata, tokens_key, vocab)
@@ -186,8 +180,7 @@ def evaluate(
     groups = group_labels(adata.obs, (cell_type_key, sex_key), "data")
     rows, errors = _age_rows(
         d, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at,
-        by_donor=donor_key is not None, n_contexts=n_contexts, n_context_cells=n_context_cells,
-        calibrate=calibrate,
+        donor_key is not None, n_contexts, n_context_cells, calibrate,
     )  # fmt: skip
     if generated is not None:
         rows += generated_check(
@@ -222,10 +215,12 @@ def _store(adata, mdata, key_added: str, table: pd.DataFrame, params: dict) -> s
     return key
 
 
-def _counts(n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs) -> tuple:
-    """The checked counts of :func:`evaluate` (and its ``doublet_pairs``)."""
+def _counts(n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs, calibrate) -> tuple:
+    """The checked counts of :func:`evaluate` (and its ``doublet_pairs`` and ``calibrate``)."""
     if doublet_pairs not in ("any", "same_type"):
         raise ValueError(f"doublet_pairs must be 'any' or 'same_type', got {doublet_pairs!r}")
+    if not isinstance(calibrate, (bool, np.bool_)):
+        raise TypeError(f"calibrate must be True or False, got {calibrate!r}")
     return (
         positive_int("n_contexts", n_contexts),
         positive_int("n_context_cells", n_context_cells),
@@ -249,22 +244,9 @@ def _subsample(rows: np.ndarray, n: int | None, gen) -> np.ndarray:
 
 
 def _age_rows(
-    d: _Design,
-    cells,
-    groups,
-    runner,
-    encoder,
-    ablations,
-    vocab,
-    gen,
-    naive_age,
-    sgd_at,
-    *,
-    by_donor: bool,
-    n_contexts: int,
-    n_context_cells: int,
-    calibrate: bool,
-) -> tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]:
+    d: _Design, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at,
+    by_donor: bool, n_contexts: int, n_context_cells: int, calibrate: bool,
+) -> tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
     """The metric rows of every split and method, with each row's cell and donor errors."""
     rows, errors = [], []
     for split, q in d.splits.items():
