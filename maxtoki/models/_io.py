@@ -71,16 +71,14 @@ def load_pretrained(
         raise ValueError(f"{config_file} is not valid JSON: {e}") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{config_file} must hold a JSON object.")
-    if "auto_map" in raw or raw.get("trust_remote_code"):
-        raise ValueError(
-            f"{config_file} asks for remote code (auto_map / trust_remote_code); maxtoki never "
-            "runs code from a model folder. Use a plain LlamaForCausalLM checkpoint."
-        )
     if raw.get("architectures") not in (None, ["LlamaForCausalLM"]):
         raise ValueError(
             f"architectures={raw['architectures']} in {config_file}; expected ['LlamaForCausalLM']."
         )
-    config = MaxTokiConfig.from_dict(raw)
+    try:  # refuses remote code (auto_map / trust_remote_code) and non-Llama settings
+        config = MaxTokiConfig.from_dict(raw)
+    except ValueError as e:
+        raise ValueError(f"{config_file}: {e}") from None
     if attn_backend is not None:
         config = MaxTokiConfig.from_dict({**config.to_dict(), "attn_backend": attn_backend})
 
