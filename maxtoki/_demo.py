@@ -11,8 +11,8 @@ DEMO_SETTINGS = {
     "quick": {
         "n_donors": 30,
         "n_cells_per_donor": 60,
-        "stage1_steps": 200,
-        "stage1_time_budget": 15,
+        "stage1_steps": 0,  # no stage 1: the quick run keeps its whole budget for stage 2
+        "stage1_time_budget": 0,
         "steps": 600,
         "time_budget": 75,
         "task_mix": 0.9,
@@ -182,7 +182,7 @@ def run_demo(
 
 
 def _train(train_cells, vocab, cfg, device, seed):
-    """Stage 1 (next-gene prediction, as in the paper), then stage 2 on the sorted sampler."""
+    """Stage 1 (next-gene prediction; none when ``stage1_steps`` is 0), then stage 2."""
     import pandas as pd
 
     import maxtoki as mt
@@ -195,22 +195,28 @@ def _train(train_cells, vocab, cfg, device, seed):
     # stage 1 on the training cells alone; stage 2 continues from it (docs/benchmarks.md:
     # lower held-out errors than stage 2 alone)
     common = {"max_genes_per_cell": MAX_GENES, "device": device, "random_state": seed}
-    model, stage1 = mt.tl.train(
-        train_cells, vocab=vocab, stage=1, steps=cfg["stage1_steps"],
-        model_overrides=cfg["model"], config={"time_budget": cfg["stage1_time_budget"]}, **common,
-    )  # fmt: skip
+    new = {"vocab": vocab, "model_overrides": cfg["model"]}  # a new model of the demo's size
+    histories = []
+    if cfg["stage1_steps"]:
+        model, stage1 = mt.tl.train(
+            train_cells, stage=1, steps=cfg["stage1_steps"],
+            config={"time_budget": cfg["stage1_time_budget"]}, **new, **common,
+        )  # fmt: skip
+        histories.append(stage1.assign(stage=1))
+        new = {"model": model}
     model, history = mt.tl.train(
         train_cells,
-        model=model,
         prompts=prompts,
         steps=cfg["steps"],
         n_context=2,
         # task_mix: share of TimeBetweenCells prompts; time_budget: wall-clock seconds, the
         # steps that fit (at most `steps`) are measured after the first ones
         config={"task_mix": cfg["task_mix"], "time_budget": cfg["time_budget"]},
+        **new,
         **common,
     )
-    return model, pd.concat([stage1.assign(stage=1), history.assign(stage=2)], ignore_index=True)
+    histories.append(history.assign(stage=2))
+    return model, pd.concat(histories, ignore_index=True)
 
 
 def _acceleration(adults, model, context, cfg, device, seed):

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from maxtoki._cli import main
+from maxtoki._demo import DEMO_SETTINGS
 
 
 @pytest.mark.slow
@@ -33,7 +34,8 @@ def test_demo_quick_prints_the_table_and_beats_naive(tmp_path, capsys):
     ):
         assert (tmp_path / name).stat().st_size > 0
     history = pd.read_csv(tmp_path / "training_history.csv")
-    assert set(history["stage"]) == {1, 2}  # stage-1 pretraining, then the temporal stage
+    stages = {2} | ({1} if DEMO_SETTINGS["quick"]["stage1_steps"] else set())
+    assert set(history["stage"]) == stages  # stage-1 pretraining (full demo), temporal stage
 
 
 def test_generated_summary_lists_the_check_and_its_controls():
