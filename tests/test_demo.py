@@ -26,6 +26,8 @@ def test_demo_quick_prints_the_table_and_beats_naive(tmp_path, capsys):
     assert "real_vs_generated" in checks and "age_sgd_vs_timelapse" in checks
     groups = {r["group"] for r in summary["age_acceleration"]}
     assert {"fibrosis", "alzheimer", "resilient"} <= groups
+    methods = {r["method"] for r in summary["age_acceleration"]}
+    assert methods == {"donor", "paired", "ridge_per_type"}
     for name in (
         "evaluation.csv",
         "age_acceleration.csv",
@@ -76,3 +78,27 @@ def test_generated_summary_without_generated_rows_is_empty():
     table = pd.DataFrame({"split": ["heldout_age"], "method": ["maxtoki"], "n_cells": [10]})
     summary = generated_summary(table)
     assert summary.empty and list(summary.columns)[:2] == ["check", "method"]
+
+
+def test_ridge_reference_reads_ages_from_expression():
+    import anndata as ad
+    import numpy as np
+
+    from maxtoki._demo import _ridge_ages
+
+    rng = np.random.default_rng(0)
+
+    def cells(n, kind):  # noisy counts whose log mean is linear in age, per cell type
+        ages = rng.uniform(0, 1000, n)
+        slopes = np.linspace(-1e-3, 1e-3, 30) * (1 if kind == "a" else -1)
+        counts = rng.poisson(5 * np.exp(np.outer(ages, slopes)))
+        obs = {"age_months": ages, "cell_type": [kind] * n}
+        return ad.AnnData(counts.astype(np.float32), obs=pd.DataFrame(obs))
+
+    context = ad.concat([cells(300, "a"), cells(300, "b")], index_unique="-")
+    query = ad.concat([cells(300, "a"), cells(300, "b")], index_unique="-")
+    ages = query.obs["age_months"].to_numpy()
+    read = _ridge_ages(query, context, "cell_type")
+    assert np.median(np.abs(read - ages)) < 150  # of a 1,000-month range
+    # the ridge's read-out is compressed (slope ~0.8 on these cells); the inverted line is not
+    assert abs(np.polyfit(ages, read, 1)[0] - 1) < 0.12
