@@ -19,7 +19,7 @@ from .._keys import (
     table_to_uns,
 )
 from ._paired import paired_rows
-from ._utils import as_generator, bh_adjust, finish, prepare
+from ._utils import as_generator, bh_adjust, finish, prepare, t_interval
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -88,8 +88,8 @@ def age_acceleration(
 
     The acceleration of a cell is its predicted minus its chronological age (months). Two methods
     compare a group (e.g. a disease) with the reference (e.g. the healthy controls); both average
-    cells per donor, the unit of replication, and put bootstrap intervals (donors resampled) and
-    tests on donor means; ``docs/compatibility.md`` describes them in full.
+    cells per donor, the unit of replication, and put Student-t intervals and tests on donor
+    means; ``docs/compatibility.md`` describes them in full.
 
     - ``'donor'``: ages already predicted (``obs[predicted_key]``, from
       :func:`maxtoki.tl.predict_time`) of the group's cells vs *age-matched* reference cells
@@ -127,7 +127,8 @@ def age_acceleration(
     adjust
         ``'donor'``: ``'linear'`` removes the reference's age trend of the acceleration.
     n_boot, ci
-        Bootstrap resamples (and permutations) and the confidence level of the interval.
+        Permutations of the test, and the level of the t interval on donor means (Welch's for
+        ``'donor'``, one-sample for ``'paired'``; NaN with fewer than 2 donors a side).
     model, vocab, context, context_groupby, n_contexts, n_context_cells
         ``'paired'``: the temporal model (its vocabulary by default), the AnnData of the context
         cells (default the reference cells of ``adata``), the trajectory groups and the contexts
@@ -353,11 +354,7 @@ def _compare(
     g = _donor_means(adj[grp], donors[grp])
     r = _donor_means(adj[ref], donors[ref])
     effect = float(g.mean() - r.mean())
-    boot = gen.choice(g, size=(n_boot, len(g))).mean(axis=1) - gen.choice(
-        r, size=(n_boot, len(r))
-    ).mean(axis=1)
-    alpha = (1.0 - ci) / 2.0
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    lo, hi = t_interval(g, r, ci)  # Welch's, on donor means
     row.update(
         effect_months=effect,
         effect_years=effect / 12.0,

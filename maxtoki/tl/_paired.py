@@ -20,6 +20,7 @@ from .._keys import read_tokens
 from .._validate import max_genes_of, model_vocab
 from ._calibration import Calibration, fit_calibration
 from ._contexts import _draw, predict_ages, reference_set
+from ._utils import t_interval
 
 
 @dataclass
@@ -103,9 +104,9 @@ def paired_comparison(
 def paired_statistics(
     difference: np.ndarray, donors: np.ndarray, *, n_boot: int, ci: float, gen: np.random.Generator
 ) -> dict[str, float]:
-    """Donor-level effect, bootstrap interval and two paired tests of the differences.
+    """Donor-level effect, t interval and two paired tests of the differences.
 
-    With fewer than two donors there is no spread to resample: interval and p-values are NaN.
+    With fewer than two donors there is no spread: interval and p-values are NaN.
     """
     from scipy.stats import wilcoxon
 
@@ -115,9 +116,7 @@ def paired_statistics(
     if len(means) < 2:
         nan = float("nan")
         return dict(zip(_STATS, (len(means), effect, nan, nan, nan, nan), strict=True))
-    boot = gen.choice(means, size=(n_boot, len(means))).mean(axis=1)
-    alpha = (1.0 - ci) / 2.0
-    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    lo, hi = t_interval(means, None, ci)
     signs = gen.choice([-1.0, 1.0], size=(n_boot, len(means)))
     flipped = np.abs((signs * means).mean(axis=1))
     p_perm = float((1 + np.sum(flipped >= abs(effect) - 1e-12)) / (n_boot + 1))

@@ -64,6 +64,28 @@ def bh_adjust(pvals: Any) -> np.ndarray:
     return out
 
 
+def t_interval(a: np.ndarray, b: np.ndarray | None, ci: float) -> tuple[float, float]:
+    """Student-t interval of ``mean(a)``, or Welch's of ``mean(a) - mean(b)``.
+
+    Donors are few (often 2–8 per group), where a percentile bootstrap of their means covers
+    far less than it claims (~50% at 2 donors, ~80% at 4 vs 3 for a nominal 95%); the t interval
+    holds its level for normally distributed donor means. NaN with fewer than 2 values a side.
+    """
+    from scipy.stats import t
+
+    parts = [a] if b is None else [a, b]
+    estimate = float(a.mean() - (0.0 if b is None else b.mean())) if len(a) else np.nan
+    if any(len(p) < 2 for p in parts):
+        return np.nan, np.nan
+    v = [float(np.var(p, ddof=1)) / len(p) for p in parts]
+    se = np.sqrt(sum(v))
+    if se == 0:
+        return estimate, estimate
+    df = sum(v) ** 2 / sum(vi**2 / (len(p) - 1) for vi, p in zip(v, parts, strict=True))
+    half = float(t.ppf(0.5 + ci / 2.0, df)) * se
+    return estimate - half, estimate + half
+
+
 # --- tokens and genes ----------------------------------------------------------------------------
 def cut_cell(cell: np.ndarray, max_genes: int | None) -> np.ndarray:
     """``<bos>``, the top ``max_genes`` genes and ``<eos>`` of a ``<bos> genes… <eos>`` array."""
