@@ -22,8 +22,10 @@ DEMO_SETTINGS = {
         "n_generated": 60,
     },
     "full": {
-        "n_donors": 40,
-        "n_cells_per_donor": 100,
+        # 80 donors of 50 cells (not 40 of 100): as many cells, twice the donors, the unit of
+        # replication of the acceleration (8 per disease group; docs/benchmarks.md)
+        "n_donors": 80,
+        "n_cells_per_donor": 50,
         "stage1_steps": 300,
         "stage1_time_budget": 90,
         "steps": 900,
