@@ -28,7 +28,7 @@ def age_acceleration(
     Returns
     -------
     One row per stratum and group: cell and donor counts, raw mean accelerations, the adjusted
-    effect in months and years with its bootstrap interval, and the two p-values.
+    effect in months and years with its t interval, and the two p-values.
     """
     adata, _ = resolve_modality(adata, mod)
     return read_uns_table(adata, key, "mt.tl.age_acceleration")
