@@ -98,7 +98,10 @@ def train(
         The trained :class:`~maxtoki.models.MaxToki` (in eval mode), carrying ``vocab``.
     history
         One row per training log and validation: ``kind`` (``"train"``/``"eval"``), ``step``,
-        ``loss``, ``ce``, ``time_loss``, ``mae_months``, ``median_ae_months``, ``tokens_per_s``…
+        ``loss``, ``ce``, ``time_loss``, ``mae_months``, ``median_ae_months``, ``tokens_per_s``…;
+        validation rows of stage 2 also ``timelapse_ce_gain``: how much the NextCell answers'
+        CE rises when their timelapses are swapped (nats per gene; ~0: generation ignores the
+        timelapse).
     """
     import pandas as pd
 
