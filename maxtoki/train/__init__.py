@@ -7,6 +7,7 @@ from ._config import TrainConfig
 from ._distributed import destroy_distributed, init_distributed, parallelize
 from ._model import build_model
 from ._prompts import ArrayTokens, CellDataset, PromptDataset, build_datasets, read_prompts
+from ._readout import start_time_readout
 from ._tracking import Tracker
 from ._trainer import NonFiniteLossError, Trainer
 
@@ -28,4 +29,5 @@ __all__ = [
     "main",
     "parallelize",
     "read_prompts",
+    "start_time_readout",
 ]

@@ -54,6 +54,12 @@ class TrainConfig:
     task_mix
         ``None`` keeps the tasks of the prompt table; a fraction re-assigns that share of the
         prompts to TimeBetweenCells (the rest NextCell).
+    time_readout_start
+        Stage 2: when the time head's output rows are new (most of the time mass at ``<eoq>`` on
+        time tokens no answer can reach, as after ``add_time_tokens``), push those rows down
+        before the first step (:func:`~maxtoki.train.start_time_readout`). Validation is then
+        in scale from step 0 instead of after ~150 steps; the final errors of the demo were
+        level (docs/benchmarks.md), so it is off by default.
     pack
         Pack several prompts into one row (document masks; flash-attn varlen on GPUs).
     val_fraction
@@ -138,6 +144,7 @@ class TrainConfig:
     max_genes_per_cell: int | None = None
     truncate: bool = True
     task_mix: float | None = None
+    time_readout_start: bool = False
     pack: bool = False
     val_fraction: float = 0.05
     # optimisation

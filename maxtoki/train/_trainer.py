@@ -42,6 +42,7 @@ from ._metrics import (
 )
 from ._model import attach_vocab
 from ._optim import build_optimizer, set_total_steps
+from ._readout import start_time_readout
 from ._run_state import (
     EarlyStopping,
     TimeBudget,
@@ -197,9 +198,11 @@ class Trainer:
         self._mcfg = getattr(raw, "config", None)
         self.n_params = sum(p.numel() for p in raw.parameters())
         resume_from, state = load_resume_checkpoint(raw, cfg, info)
+        if state is None and cfg.stage == 2 and cfg.time_readout_start:
+            start_time_readout(raw, self.train_dataset, self.collator)
         model, bf16 = self._parallelize(raw, info)
         self.optimizer, self.scheduler = build_optimizer(model, cfg)
-        micro_done = 0
+        self.step = micro_done = 0
         self.early_stopping = EarlyStopping(
             cfg.early_stopping_patience, cfg.early_stopping_min_delta
         )
@@ -213,8 +216,6 @@ class Trainer:
             set_total_steps(self.optimizer, self.scheduler, self.budget.total)
             if info.is_main:
                 logg.info(f"resumed from {resume_from} at step {self.step}")
-        else:
-            self.step = 0
 
         self._peak = peak_flops(cfg.peak_flops, info.device, bf16)
         self._metrics_path = Path(cfg.out_dir) / METRICS_FILE if cfg.out_dir else None
@@ -230,7 +231,6 @@ class Trainer:
                 f"{cfg.global_batch_size} = "
                 f"{cfg.micro_batch_size} × {self.accum} accumulation × {world} ranks"
             )
-        if info.is_main:
             self._tracker = self._user_tracker or make_tracker(
                 cfg, resumed_at=None if state is None else self.step
             )

@@ -94,11 +94,11 @@ def official_task(ids: list[int], vocab: GeneVocab) -> str:
 
 @pytest.fixture(scope="module")
 def atlas():
-    mt.settings.verbosity = 0
-    adata = mt.datasets.aging_atlas(n_donors=12, n_cells_per_donor=12, n_genes=200, seed=0)
-    vocab = GeneVocab.from_genes(mt.pp.gene_medians(adata))
-    mt.pp.tokenize(adata, vocab=vocab)
-    prompts = mt.pp.trajectories(adata, n_prompts=40, random_state=0)
+    with mt.settings.override(verbosity=0):  # a module fixture: not left quiet for later tests
+        adata = mt.datasets.aging_atlas(n_donors=12, n_cells_per_donor=12, n_genes=200, seed=0)
+        vocab = GeneVocab.from_genes(mt.pp.gene_medians(adata))
+        mt.pp.tokenize(adata, vocab=vocab)
+        prompts = mt.pp.trajectories(adata, n_prompts=40, random_state=0)
     return adata, vocab, prompts
 
 
