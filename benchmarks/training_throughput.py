@@ -11,6 +11,8 @@ step is reported. ``ratio`` = ours / baseline tokens per second (higher is bette
 A second row trains the demo's model (``maxtoki demo``: hidden 128, 4 layers, three-cell prompts
 of 64 genes per cell, micro-batch 8) with ``mt.tl.train`` on every core against one thread, the
 runs interleaved (1, all, 1, all, …); tokens/s is the trainer's own median over its log windows.
+A third runs the same training as ``torchrun`` ranks of one thread each (DDP over gloo) against
+one process, and notes what independent one-thread runs side by side get (the ceiling).
 
 Run: ``python -m benchmarks.training_throughput [--quick] [--threads N]``.
 """
@@ -76,7 +78,7 @@ def run(quick: bool = False) -> list[dict]:
         times_ours.append(_step(ours, ids))
         times_theirs.append(_step(theirs, ids))
     tokens = batch * length
-    demo_row = _demo_threads_row(quick)
+    demo_rows = [_demo_threads_row(quick), _demo_ranks_row(quick)]
     ours_tps = tokens / statistics.median(t[0] for t in times_ours)
     theirs_tps = tokens / statistics.median(t[0] for t in times_theirs)
     ours_wall = tokens / statistics.median(t[1] for t in times_ours)
@@ -96,7 +98,7 @@ def run(quick: bool = False) -> list[dict]:
                 f"{theirs_wall:,.0f} tokens/s"
             ),
         },
-        demo_row,
+        *demo_rows,
     ]
 
 
@@ -105,30 +107,16 @@ def _demo_threads_row(quick: bool) -> dict:
     import os
 
     import maxtoki as mt
-    from maxtoki._demo import DEMO_SETTINGS, MAX_GENES, SORTED_SAMPLER
+    from benchmarks._demo_training import demo_data, tokens_per_s
 
-    cfg = DEMO_SETTINGS["full"]
     verbosity, mt.settings.verbosity = mt.settings.verbosity, 0
     threads, all_cores = torch.get_num_threads(), os.cpu_count() or 1
     try:
-        adata = mt.datasets.aging_atlas(n_donors=20 if quick else 40, n_cells_per_donor=50, seed=0)
-        cells = adata[(adata.obs["condition"] == "control").to_numpy()].copy()
-        vocab = mt.pp.GeneVocab.from_genes(mt.pp.gene_medians(cells))
-        mt.pp.tokenize(cells, vocab=vocab)
-        prompts = mt.pp.trajectories(
-            cells, n_context=2, time_range=vocab.time_range, random_state=0, **SORTED_SAMPLER
-        )
+        data = demo_data(20 if quick else 40)
         rates: dict[int, list[float]] = {1: [], all_cores: []}
         for n in [1, all_cores] * (1 if quick else 3):
             torch.set_num_threads(n)
-            _, history = mt.tl.train(
-                cells, vocab=vocab, prompts=prompts, steps=10 if quick else 40, n_context=2,
-                max_genes_per_cell=MAX_GENES, model_overrides=cfg["model"],
-                config={"task_mix": cfg["task_mix"], "eval_at_start": False, "log_interval": 5},
-                device="cpu", random_state=0,
-            )  # fmt: skip
-            train = history[history["kind"] == "train"]
-            rates[n].append(float(train["tokens_per_s"].iloc[1:].median()))
+            rates[n].append(tokens_per_s(*data, steps=10 if quick else 40))
     finally:
         torch.set_num_threads(threads)
         mt.settings.verbosity = verbosity
@@ -145,6 +133,61 @@ def _demo_threads_row(quick: bool) -> dict:
         "note": (
             f"medians of {len(rates[1])} interleaved runs each; spread {spread[all_cores]} "
             f"({all_cores} threads) vs {spread[1]} (1 thread) tokens/s"
+        ),
+    }
+
+
+def _demo_ranks_row(quick: bool) -> dict:
+    """The same training as torchrun ranks of one thread each (DDP, gloo) vs one process.
+
+    Interleaved with one-process runs (1, ranks, 1, ranks, …); then as many independent
+    one-thread runs side by side as there are cores, whose summed tokens/s is what the machine
+    gives to work that shares nothing (its ceiling for this training).
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cores = os.cpu_count() or 1
+    steps, donors = ("10", "20") if quick else ("40", "40")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    worker = ["-m", "benchmarks._demo_training"]
+    torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={cores}"]
+
+    def launch(args: list[str], out: Path) -> subprocess.Popen:
+        cmd = [sys.executable, *args, *worker, str(out), steps, donors]
+        return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL)
+
+    def rates(runs: list[tuple[list[str], Path]]) -> list[float]:
+        procs = [launch(args, out) for args, out in runs]  # side by side
+        for proc in procs:
+            if proc.wait(timeout=900):
+                raise RuntimeError(f"a benchmark training run failed: {proc.args}")
+        return [float(out.read_text()) for _, out in runs]
+
+    with tempfile.TemporaryDirectory() as folder:
+        files = (Path(folder) / f"run{i}.txt" for i in range(100))
+        one, ranks = [], []
+        for _ in range(1 if quick else 3):
+            one += rates([([], next(files))])
+            ranks += rates([(torchrun[:], next(files))])
+        alone = sum(rates([([], next(files)) for _ in range(cores)]))
+    ours, base = statistics.median(ranks), statistics.median(one)
+    return {
+        "benchmark": "training_throughput",
+        "setting": f"the demo's training as {cores} torchrun ranks of 1 thread vs 1 process",
+        "ours": ours,
+        "baseline": base,
+        "unit": "tokens/s (wall clock)",
+        "ratio": ours / base,
+        "direction": "ratio = all cores / one thread, higher is better; target 1.7 on 2 cores",
+        "note": (
+            f"medians of {len(one)} interleaved runs each; spread {min(ranks):,.0f}–"
+            f"{max(ranks):,.0f} ({cores} ranks) vs {min(one):,.0f}–{max(one):,.0f} (1 process) "
+            f"tokens/s; {cores} independent one-thread runs side by side: {alone:,.0f} tokens/s "
+            f"in all ({alone / base:.2f}× one run), the machine's ceiling for this training"
         ),
     }
 
