@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +37,16 @@ class TrainWindow:
         """Start a new window: zero sums, the clock restarted."""
         self.loss = self.ce = self.time = 0.0
         self.steps = self.tokens = self.skipped = 0
-        self.restart_clock()
-
-    def restart_clock(self) -> None:
-        """Count throughput from now on (evaluations and checkpoints are not training time)."""
         self.started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave the time spent inside (validation, checkpoints) out of the window's clock."""
+        left = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.started += time.perf_counter() - left
 
     def add(self, stats: dict[str, float]) -> None:
         """Add the statistics of one optimizer step (see ``Trainer._train_step``)."""
@@ -61,19 +68,23 @@ class TrainWindow:
         info: DistInfo,
         run_started: float,
     ) -> dict[str, Any]:
-        """The ``"train"`` metrics row of the window (tokens summed over ranks; all ranks call)."""
+        """The ``"train"`` metrics row of the window (all ranks call).
+
+        Tokens are summed over ranks, losses averaged over them (each rank's is the mean of its
+        share of the batches).
+        """
         elapsed = time.perf_counter() - self.started
-        tokens = float(
-            all_reduce_sum(torch.tensor([float(self.tokens)], device=info.device), info)[0]
-        )
+        sums = [float(self.tokens), self.loss, self.ce, self.time]
+        sums = all_reduce_sum(torch.tensor(sums, dtype=torch.float64, device=info.device), info)
+        tokens, loss, ce, time_loss = (float(v) for v in sums)
         tps = tokens / max(elapsed, 1e-9)
-        n = max(self.steps, 1)
+        n = max(self.steps, 1) * info.world_size
         return {
             "kind": "train",
             "step": step,
-            "loss": self.loss / n,
-            "ce": self.ce / n,
-            "time_loss": self.time / n,
+            "loss": loss / n,
+            "ce": ce / n,
+            "time_loss": time_loss / n,
             "lr": lr,
             "grad_norm": grad_norm,
             "tokens_per_s": tps,

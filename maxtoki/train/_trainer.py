@@ -309,7 +309,8 @@ class Trainer:
                     bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,.0f}")
                     window.reset()
                 if self.eval_dataset is not None and (self.step % cfg.eval_interval == 0 or last):
-                    row = self.evaluate()
+                    with window.paused():
+                        row = self.evaluate()
                     row["elapsed_s"] = time.perf_counter() - t0
                     self._record(row)
                     if info.is_main and not cfg.quiet:
@@ -322,15 +323,14 @@ class Trainer:
                     stop = self._stopped_early()
                     if stop and window.steps:  # the steps since the last train row
                         self._record(self._train_row(window, step_stats, t0))
-                    window.restart_clock()
                 if cfg.out_dir and (
                     last
                     or stop
                     or (cfg.checkpoint_interval and self.step % cfg.checkpoint_interval == 0)
                 ):
                     self._elapsed = time.perf_counter() - t0
-                    self.save_checkpoint(micro_done)
-                    window.restart_clock()
+                    with window.paused():
+                        self.save_checkpoint(micro_done)
         finally:
             bar.close()
         return pd.DataFrame(self.history)
