@@ -41,6 +41,7 @@ def train(
     out_dir: str | None = None,
     device: str | None = None,
     random_state: int = 0,
+    processes: int = 1,
     quiet: bool = False,
     tokens_key: str = TOKENS_KEY,
     mod: str = "rna",
@@ -87,6 +88,12 @@ def train(
     {device}
     {random_state}
         It seeds the prompts, the model's initialisation and the data order.
+    processes
+        On a CPU, train as this many processes of one thread each (DDP ranks, spawned; each
+        optimizer step sees the same examples as in one process). On a small model they can use
+        the cores better than threads (2 cores: 1.3–1.7× one core vs 1.4–1.5×); their progress
+        goes to the console that started Python. Scripts need an ``if __name__ == "__main__":``
+        guard.
     quiet
         No progress bar.
     {tokens_key}
@@ -103,27 +110,13 @@ def train(
         CE rises when their timelapses are swapped (nats per gene; ~0: generation ignores the
         timelapse).
     """
-    import pandas as pd
-
-    from ..train import ArrayTokens, TrainConfig, Trainer, build_datasets, build_model
+    from ..train import ArrayTokens, Trainer, build_datasets, build_model, fit_on_cpu_ranks
 
     adata, _ = resolve_modality(adata, mod)
     require_cells(adata)
     steps = positive_int("steps", steps)
-    if config is not None and not isinstance(config, (TrainConfig, Mapping)):
-        raise TypeError(
-            f"config must be a TrainConfig or a dict of its fields, got {type(config).__name__}"
-        )
-    if prompts is not None and not isinstance(prompts, pd.DataFrame):
-        raise TypeError(
-            "prompts must be the DataFrame of `mt.pp.trajectories` (or None to build one), got "
-            f"{type(prompts).__name__}"
-        )
-    if vocab is not None and not isinstance(vocab, GeneVocab):
-        raise TypeError(
-            f"vocab must be a maxtoki.pp.GeneVocab (the tokens' vocabulary) or None, got "
-            f"{type(vocab).__name__}"
-        )
+    processes = positive_int("processes", processes)
+    _check_types(config, prompts, vocab)
     overrides = {
         "steps": steps,
         "stage": stage,
@@ -166,10 +159,35 @@ def train(
     train_ds, val_ds = build_datasets(cfg, source, vocab, max_length=max_length, prompts=prompts)
     # saved with the model and read by the mt.tl tools, which cut cells to as many genes
     net.config.max_genes_per_cell = max_genes_per_cell
-    history = Trainer(net, train_ds, val_ds, cfg, vocab=vocab).fit()
+    if processes == 1:
+        history = Trainer(net, train_ds, val_ds, cfg, vocab=vocab).fit()
+    else:
+        history = fit_on_cpu_ranks(net, train_ds, val_ds, cfg, vocab=vocab, processes=processes)
     net.eval()
     logg.info("    finished training", time=start)
     return net, history
+
+
+def _check_types(config, prompts, vocab) -> None:
+    """TypeError for a ``config``, ``prompts`` or ``vocab`` of the wrong kind."""
+    import pandas as pd
+
+    from ..train import TrainConfig
+
+    if config is not None and not isinstance(config, (TrainConfig, Mapping)):
+        raise TypeError(
+            f"config must be a TrainConfig or a dict of its fields, got {type(config).__name__}"
+        )
+    if prompts is not None and not isinstance(prompts, pd.DataFrame):
+        raise TypeError(
+            "prompts must be the DataFrame of `mt.pp.trajectories` (or None to build one), got "
+            f"{type(prompts).__name__}"
+        )
+    if vocab is not None and not isinstance(vocab, GeneVocab):
+        raise TypeError(
+            f"vocab must be a maxtoki.pp.GeneVocab (the tokens' vocabulary) or None, got "
+            f"{type(vocab).__name__}"
+        )
 
 
 def _config(config, steps: int, max_genes_per_cell, overrides: dict[str, Any]):

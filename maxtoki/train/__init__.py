@@ -4,6 +4,7 @@ from ..models import Collator
 from ._checkpoint import latest_checkpoint, load_trainer_state
 from ._cli import main
 from ._config import TrainConfig
+from ._cpu_ranks import fit_on_cpu_ranks
 from ._distributed import destroy_distributed, init_distributed, parallelize
 from ._model import build_model
 from ._prompts import ArrayTokens, CellDataset, PromptDataset, build_datasets, read_prompts
@@ -23,6 +24,7 @@ __all__ = [
     "build_datasets",
     "build_model",
     "destroy_distributed",
+    "fit_on_cpu_ranks",
     "init_distributed",
     "latest_checkpoint",
     "load_trainer_state",

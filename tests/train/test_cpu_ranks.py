@@ -1,0 +1,94 @@
+"""mt.tl.train(processes=2): spawned CPU ranks train the model one process would, step for step."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import maxtoki as mt
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not torch.distributed.is_available(), reason="torch.distributed is unavailable"
+    ),
+]
+SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4}
+
+
+@pytest.fixture(scope="module")
+def cells():
+    adata = mt.datasets.aging_atlas(n_donors=12, n_cells_per_donor=20, seed=0)
+    vocab = mt.pp.GeneVocab.from_genes(mt.pp.gene_medians(adata))
+    mt.pp.tokenize(adata, vocab=vocab)
+    return adata, vocab
+
+
+def _train(adata, vocab, **kwargs):
+    # one example per micro-batch: each step's examples and their loss terms are the same
+    # whether one process or two ranks draw them, so only the summation order differs
+    config = {"global_batch_size": 8, "micro_batch_size": 1, "eval_interval": 3}
+    return mt.tl.train(
+        adata, vocab=vocab, steps=6, max_genes_per_cell=16, model_overrides=SMALL,
+        config=config, device="cpu", quiet=True, **kwargs,
+    )  # fmt: skip
+
+
+def test_two_ranks_train_what_one_process_trains(cells):
+    adata, vocab = cells
+    one, history_one = _train(adata, vocab)
+    start = copy.deepcopy(one)  # a model to continue: processes train the given one in place
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    two, history_two = _train(adata, vocab, processes=2)
+    continued, _ = _train(adata, vocab, model=start, processes=2)
+
+    assert not two.training and two.vocab is not None
+    diffs = {k: float((v - two.state_dict()[k]).abs().max()) for k, v in one.state_dict().items()}
+    assert max(diffs.values()) < 1e-5, diffs
+    untrained = mt.train.build_model("tiny", vocab=vocab, overrides=SMALL, seed=0)
+    moved = max(float((v - untrained.state_dict()[k]).abs().max()) for k, v in before.items())
+    assert moved > 1e-3  # the comparison has power: training moves the weights this much
+    # the logs are the global batch's, not rank 0's share
+    cols = ["kind", "step"]
+    assert history_one[cols].equals(history_two[cols])
+    np.testing.assert_allclose(history_two["loss"], history_one["loss"], rtol=1e-4)
+    assert continued is start
+    assert not start.training
+    assert any(not torch.equal(v, start.state_dict()[k]) for k, v in before.items())
+
+
+def test_bad_processes_fail_before_any_rank_starts(cells):
+    adata, vocab = cells
+    with pytest.raises(ValueError, match="processes"):
+        _train(adata, vocab, processes=0)
+    with pytest.raises(ValueError, match=r"processes must be a positive integer, got 2\.0"):
+        _train(adata, vocab, processes=2.0)
+    with pytest.raises(ValueError, match=r"micro_batch_size × processes \(1 × 3\)"):
+        _train(adata, vocab, processes=3)
+    with pytest.raises(ValueError, match="device='cpu'"):
+        mt.tl.train(
+            adata, vocab=vocab, steps=1, max_genes_per_cell=16, model_overrides=SMALL,
+            device="cuda", processes=2, quiet=True,
+        )  # fmt: skip
+
+
+def test_under_torchrun_processes_are_refused(cells, monkeypatch):
+    adata, vocab = cells
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="already a torchrun rank"):
+        _train(adata, vocab, processes=2)
+
+
+def test_a_failing_rank_raises_here_and_ends_the_others(cells, tmp_path):
+    adata, vocab = cells
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where out_dir should be a folder")
+    model = copy.deepcopy(mt.train.build_model("tiny", vocab=vocab, overrides=SMALL, seed=0))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(Exception, match="not_a_folder"):
+        _train(adata, vocab, model=model, processes=2, out_dir=str(blocker))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
