@@ -1,13 +1,13 @@
 """The demo's training for the throughput rows: its data, one ``mt.tl.train`` run, tokens/s.
 
-``python -m benchmarks._demo_training OUT STEPS N_DONORS`` trains once on one torch thread and
-writes the trainer's median tokens/s (summed over ranks) to the file OUT; under ``torchrun``
-every rank trains its share of each batch (DDP over gloo on a CPU) and rank 0 writes.
+``python -m benchmarks._demo_training OUT STEPS N_DONORS [PROCESSES]`` trains once on one torch
+thread and writes the trainer's median tokens/s (summed over ranks) to the file OUT; with
+PROCESSES > 1, ``mt.tl.train(processes=…)`` trains as that many spawned ranks of one thread each
+(DDP over gloo), every rank on its share of each batch.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 
@@ -26,7 +26,7 @@ def demo_data(n_donors: int):
     return cells, vocab, prompts
 
 
-def tokens_per_s(cells, vocab, prompts, steps: int) -> float:
+def tokens_per_s(cells, vocab, prompts, steps: int, processes: int = 1) -> float:
     """The trainer's median tokens/s over its log windows (the first one left out)."""
     import maxtoki as mt
     from maxtoki._demo import DEMO_SETTINGS, MAX_GENES
@@ -36,7 +36,7 @@ def tokens_per_s(cells, vocab, prompts, steps: int) -> float:
         cells, vocab=vocab, prompts=prompts, steps=steps, n_context=2,
         max_genes_per_cell=MAX_GENES, model_overrides=cfg["model"],
         config={"task_mix": cfg["task_mix"], "eval_at_start": False, "log_interval": 5},
-        device="cpu", random_state=0, quiet=True,
+        device="cpu", random_state=0, quiet=True, processes=processes,
     )  # fmt: skip
     train = history[history["kind"] == "train"]
     return float(train["tokens_per_s"].iloc[1:].median())
@@ -45,19 +45,16 @@ def tokens_per_s(cells, vocab, prompts, steps: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     """Train once (one thread per process) and write tokens/s to the file ``argv[0]``."""
     import torch
-    import torch.distributed as dist
 
     import maxtoki as mt
 
-    out, steps, n_donors = argv if argv is not None else sys.argv[1:]
+    out, steps, n_donors, *processes = argv if argv is not None else sys.argv[1:]
     torch.set_num_threads(1)
     mt.settings.verbosity = 0
-    rate = tokens_per_s(*demo_data(int(n_donors)), int(steps))
-    if int(os.environ.get("RANK", "0")) == 0:
-        with open(out, "w") as f:
-            f.write(f"{rate}\n")
-    if dist.is_initialized():  # mt.tl.train leaves the torchrun group joined
-        dist.destroy_process_group()
+    n_processes = int(processes[0]) if processes else 1
+    rate = tokens_per_s(*demo_data(int(n_donors)), int(steps), n_processes)
+    with open(out, "w") as f:
+        f.write(f"{rate}\n")
     return 0
 
 

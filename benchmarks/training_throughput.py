@@ -11,8 +11,9 @@ step is reported. ``ratio`` = ours / baseline tokens per second (higher is bette
 A second row trains the demo's model (``maxtoki demo``: hidden 128, 4 layers, three-cell prompts
 of 64 genes per cell, micro-batch 8) with ``mt.tl.train`` on every core against one thread, the
 runs interleaved (1, all, 1, all, …); tokens/s is the trainer's own median over its log windows.
-A third runs the same training as ``torchrun`` ranks of one thread each (DDP over gloo) against
-one process, and notes what independent one-thread runs side by side get (the ceiling).
+A third runs the same training as ``mt.tl.train(processes=cores)`` (spawned ranks of one thread
+each, DDP over gloo) against one process, and notes what independent one-thread runs side by side
+get (the ceiling).
 
 Run: ``python -m benchmarks.training_throughput [--quick] [--threads N]``.
 """
@@ -138,11 +139,11 @@ def _demo_threads_row(quick: bool) -> dict:
 
 
 def _demo_ranks_row(quick: bool) -> dict:
-    """The same training as torchrun ranks of one thread each (DDP, gloo) vs one process.
+    """The same training as ``mt.tl.train(processes=cores)``: ranks of one thread, vs one process.
 
-    Interleaved with one-process runs (1, ranks, 1, ranks, …); then as many independent
-    one-thread runs side by side as there are cores, whose summed tokens/s is what the machine
-    gives to work that shares nothing (its ceiling for this training).
+    Interleaved with one-process runs (1, ranks, 1, ranks, …), each in a fresh interpreter; then
+    as many independent one-thread runs side by side as there are cores, whose summed tokens/s is
+    what the machine gives to work that shares nothing (its ceiling for this training).
     """
     import os
     import subprocess
@@ -153,15 +154,15 @@ def _demo_ranks_row(quick: bool) -> dict:
     steps, donors = ("10", "20") if quick else ("40", "40")
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-    worker = ["-m", "benchmarks._demo_training"]
-    torchrun = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={cores}"]
 
-    def launch(args: list[str], out: Path) -> subprocess.Popen:
-        cmd = [sys.executable, *args, *worker, str(out), steps, donors]
-        return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL)
+    def launch(processes: int, out: Path) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "benchmarks._demo_training", str(out), steps, donors]
+        return subprocess.Popen(
+            [*cmd, str(processes)], cwd=root, env=env, stdout=subprocess.DEVNULL
+        )
 
-    def rates(runs: list[tuple[list[str], Path]]) -> list[float]:
-        procs = [launch(args, out) for args, out in runs]  # side by side
+    def rates(runs: list[tuple[int, Path]]) -> list[float]:
+        procs = [launch(processes, out) for processes, out in runs]  # side by side
         for proc in procs:
             if proc.wait(timeout=900):
                 raise RuntimeError(f"a benchmark training run failed: {proc.args}")
@@ -171,13 +172,13 @@ def _demo_ranks_row(quick: bool) -> dict:
         files = (Path(folder) / f"run{i}.txt" for i in range(100))
         one, ranks = [], []
         for _ in range(1 if quick else 3):
-            one += rates([([], next(files))])
-            ranks += rates([(torchrun[:], next(files))])
-        alone = sum(rates([([], next(files)) for _ in range(cores)]))
+            one += rates([(1, next(files))])
+            ranks += rates([(cores, next(files))])
+        alone = sum(rates([(1, next(files)) for _ in range(cores)]))
     ours, base = statistics.median(ranks), statistics.median(one)
     return {
         "benchmark": "training_throughput",
-        "setting": f"the demo's training as {cores} torchrun ranks of 1 thread vs 1 process",
+        "setting": f"mt.tl.train(processes={cores}): ranks of 1 thread vs 1 process",
         "ours": ours,
         "baseline": base,
         "unit": "tokens/s (wall clock)",
