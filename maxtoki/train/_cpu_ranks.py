@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import time
+import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -75,13 +77,19 @@ def fit_on_cpu_ranks(
             start_method="spawn",  # a fresh interpreter: safe beside the parent's threads
         )  # fmt: skip
         try:
-            while not ranks.join():  # raises, with the rank's traceback, if one fails
+            while not ranks.join():  # raises if a rank fails
                 pass
-        except BaseException:  # an error or an interrupt (Jupyter's stop button): end them all
-            for rank in ranks.processes:
-                if rank.is_alive():
-                    rank.terminate()
-            raise
+        except BaseException as error:  # an error or an interrupt (Jupyter's stop button)
+            for process in ranks.processes:  # end them all
+                if process.is_alive():
+                    process.terminate()
+            first = _first_failure(folder)
+            if first is None or not isinstance(error, Exception):
+                raise
+            # the others then fail in their collectives ("connection closed by peer")
+            rank, trace = first
+            message = f"training failed on rank {rank} (the first to fail):\n{trace}"
+            raise RuntimeError(message) from None
         trained = type(model).from_pretrained(folder / "trained")
         model.load_state_dict(trained.state_dict())
         return pd.read_json(folder / "history.json", orient="split")
@@ -94,11 +102,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _first_failure(folder: Path) -> tuple[int, str] | None:
+    """The rank that failed first and its traceback, from the ranks' error files."""
+    failures = []
+    for path in folder.glob("error_rank*.txt"):
+        when, _, trace = path.read_text().partition("\n")
+        failures.append((float(when), int(path.stem.removeprefix("error_rank")), trace))
+    return min(failures)[1:] if failures else None
+
+
 def _rank_main(
     rank: int, world: int, port: int, folder: Path, train_dataset, eval_dataset,
     config: TrainConfig, vocab, options: dict,
 ) -> None:  # fmt: skip
-    """One rank: the process group from the environment, the model from ``folder``, fit."""
+    """One rank: the process group from the environment, the model from ``folder``, fit.
+
+    Rank 0 writes the weights and the history into ``folder``; a rank that fails writes its
+    traceback and the time there first, so the parent can name the rank that failed first.
+    """
     import torch
 
     from .._settings import settings
@@ -120,5 +141,8 @@ def _rank_main(
         trainer.save_model(folder / "trained")
         if trainer.info.is_main:
             history.to_json(folder / "history.json", orient="split")
+    except Exception:  # before the group ends: the others fail after this one
+        (folder / f"error_rank{rank}.txt").write_text(f"{time.time()}\n{traceback.format_exc()}")
+        raise
     finally:
         destroy_distributed(trainer.info)
