@@ -38,7 +38,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data"
-REFERENCE = ROOT.parents[1] / "shared" / "reference" / "maxtoki"
 N_GENES = 20_000
 N_VOCAB_GENES = 19_000
 # skewed draws with replacement, 1,300–3,020 per cell → ~2,000 distinct genes per cell on average
@@ -50,15 +49,10 @@ TILE = 100_000  # bigger files repeat the cells of the 100,000-cell file
 
 # --- data ------------------------------------------------------------------------------------
 def load_vocab():
-    """The official v1 vocabulary and medians (or a synthetic stand-in without the reference)."""
+    """The official v1 vocabulary and medians, as shipped in the package."""
     from maxtoki.pp import GeneVocab
 
-    tok, med = REFERENCE / "token_dictionary_v1.json", REFERENCE / "gene_median_dictionary_v1.json"
-    if tok.is_file() and med.is_file():
-        return GeneVocab.from_files(tok, med), True
-    rng = np.random.default_rng(0)
-    genes = {f"ENSG{i:011d}": float(m) for i, m in enumerate(rng.lognormal(0, 1, 20_271))}
-    return GeneVocab.from_genes(genes, time_range=None), False
+    return GeneVocab.official()
 
 
 def dataset_path(n_cells: int) -> Path:
@@ -123,15 +117,15 @@ def _write_synthetic(path: Path, n_cells: int, chunk: int = 10_000) -> None:
     import h5py
     import pandas as pd
 
-    vocab, _ = load_vocab()
+    from maxtoki._vocab import _OFFICIAL_MEDIANS, _read_package_json
+
+    vocab = load_vocab()
     rng = np.random.default_rng(42)
     in_vocab = rng.choice(vocab.gene_ids, N_VOCAB_GENES, replace=False)
     vocab_set = set(vocab.gene_ids.tolist())
-    outside = [f"ENSG{900_000_000_00 + i:011d}" for i in range(N_GENES - N_VOCAB_GENES)]
-    ref = REFERENCE / "gene_median_dictionary_v1.json"
-    if ref.is_file():
-        extra = [g for g in json.loads(ref.read_text()) if g not in vocab_set]
-        outside = list(rng.choice(extra, N_GENES - N_VOCAB_GENES, replace=False))
+    # genes with an official median but no token: real Ensembl IDs outside the vocabulary
+    extra = [g for g in _read_package_json(_OFFICIAL_MEDIANS) if g not in vocab_set]
+    outside = list(rng.choice(extra, N_GENES - N_VOCAB_GENES, replace=False))
     ids = np.concatenate([in_vocab, outside])[rng.permutation(N_GENES)]
     popularity = rng.permutation(N_GENES)  # column of the r-th most popular gene
     lam = 0.2 + 12.0 * (1.0 - np.arange(N_GENES) / N_GENES) ** 6  # extra counts by popularity
@@ -242,7 +236,7 @@ def _worker(kind: str, path: str, out: str) -> None:
     import maxtoki as mt
 
     mt.settings.verbosity = 0
-    vocab, _ = load_vocab()
+    vocab = load_vocab()
     if kind in ("tokenize", "corpus"):  # load the cached kernels outside the timing
         import anndata as ad
         import pandas as pd
@@ -373,16 +367,13 @@ def run(quick: bool = False, n_cells: int | None = None) -> list[dict]:
 
 
 def _run_size(
-    n_cells: int, vocab: tuple, official_at_tile: dict | None = None
+    n_cells: int, vocab, official_at_tile: dict | None = None
 ) -> tuple[list[dict], dict | None]:
-    """Rows for one file size; ``vocab`` is :func:`load_vocab`'s ``(vocab, is_official)``."""
+    """Rows for one file size."""
     import maxtoki as mt
 
-    vocab, official_vocab = vocab
     path = dataset_path(n_cells)
     label = f"{n_cells:,} cells × {N_GENES:,} genes, load avg {os.getloadavg()[0]:.1f}"
-    if not official_vocab:
-        label += " (synthetic vocabulary: shared/reference not found)"
     rows = []
 
     if official_at_tile is None:  # the kernel rows do not depend on the file size
