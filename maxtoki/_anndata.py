@@ -59,6 +59,13 @@ def positive_int(name: str, value: Any, *, optional: bool = False) -> int | None
     return int(value)
 
 
+def require_bool(**flags: Any) -> None:
+    """A :class:`TypeError` naming the first of ``flags`` that is not ``True`` or ``False``."""
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
 def is_number(value: Any) -> bool:
     """Whether ``value`` is a real number (an int or a float, not a bool or a string)."""
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(

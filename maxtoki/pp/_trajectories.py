@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import group_labels, is_number, resolve_modality
+from .._anndata import group_labels, is_number, require_bool, resolve_modality
 from .._docs import inject_docs
 
 if TYPE_CHECKING:
@@ -321,9 +321,7 @@ def _check_args(task, task_mix, n_context, n_prompts, obs, time_range):
 
 def _check_sampler(sort_context, allow_same_time, query_sampling, group_balance) -> _Sampler:
     """The sampler's options, or a clear error."""
-    for name, value in (("sort_context", sort_context), ("allow_same_time", allow_same_time)):
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False, got {value!r}")
+    require_bool(sort_context=sort_context, allow_same_time=allow_same_time)
     if not isinstance(query_sampling, str) or query_sampling not in QUERY_SAMPLING:
         raise ValueError(
             f"query_sampling must be 'time_points' (a time point of the group uniformly, then a "

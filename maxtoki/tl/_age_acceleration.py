@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from .. import logging as logg
-from .._anndata import is_number, numeric_obs, positive_int, require_obs
+from .._anndata import is_number, numeric_obs, positive_int, require_bool, require_obs
 from .._docs import inject_docs
 from .._keys import (
     PREDICTED_KEY,
@@ -241,8 +241,7 @@ def _check_columns(adata, groupby, time_key, predicted_key, donor_key, stratify_
 
 
 def _check_numbers(adjust, n_boot, ci, age_match, calibrate) -> int:
-    if not isinstance(calibrate, (bool, np.bool_)):
-        raise TypeError(f"calibrate must be True or False, got {calibrate!r}")
+    require_bool(calibrate=calibrate)
     if adjust not in ("linear", "none"):
         raise ValueError(f"adjust must be 'linear' or 'none', got {adjust!r}")
     n_boot = positive_int("n_boot", n_boot)

@@ -12,6 +12,7 @@ from .._anndata import (
     group_labels,
     numeric_obs,
     positive_int,
+    require_bool,
     require_cells,
     require_obs,
     resolve_modality,
@@ -31,6 +32,7 @@ from ._baselines import METRIC_COLUMNS, median_ci, metrics, naive, reference_off
 from ._calibration import fit_calibration
 from ._contexts import Reference, draw_contexts, predict_ages
 from ._generated_check import generated_check, generated_tokens
+from ._second_pass import refine_ages
 from ._utils import as_generator
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ def evaluate(
     n_cells: int | None = 500,
     n_boot: int = 1000,
     calibrate: bool = False,
+    second_pass: bool = False,
     ablations: bool | Sequence[Ablation] = False,
     generated: AnnData | None = None,
     doublet_pairs: Literal["any", "same_type"] = "any",
@@ -78,27 +81,25 @@ def evaluate(
     """The paper's evaluation: age error on held-out cell types, ages and donors, vs baselines.
 
     Splits (reference cells only, e.g. controls): ``heldout_cell_type``, cells of
-    ``heldout_cell_types`` (never seen in training); ``heldout_age``, cells of the training
-    cell types aged within ``heldout_ages``; ``heldout_donor``, cells of ``heldout_donors`` in
-    the training cell types and outside ``heldout_ages``: generalisation to new individuals,
-    not to new types or ages. The last two take contexts of training ages only; held-out
-    donors' cells are never contexts nor training cells.
-    Methods: ``maxtoki`` (:func:`maxtoki.tl.predict_time`'s prompts, contexts of the same cell
-    type and sex from other donors, median over contexts), ``naive`` (the most common training
-    age of the cell type and sex), ``sgd`` (``SGDRegressor`` on standardised log-normalised
-    expression, fitted on the training cells), ``sgd_offset`` (``sgd`` plus its mean residual,
-    true minus predicted age, on the distinct cells of the query's contexts) and, with
+    ``heldout_cell_types`` (never seen in training); ``heldout_age``, cells of the training cell
+    types aged within ``heldout_ages``; ``heldout_donor``, cells of ``heldout_donors`` in the
+    training cell types and outside ``heldout_ages``: generalisation to new individuals, not to new
+    types or ages. The last two take contexts of training ages only; held-out donors' cells are
+    never contexts nor training cells. Methods: ``maxtoki`` (:func:`maxtoki.tl.predict_time`'s
+    prompts, contexts of the same cell type and sex from other donors, median over contexts),
+    ``naive`` (the most common training age of the cell type and sex), ``sgd`` (``SGDRegressor`` on
+    standardised log-normalised expression, fitted on the training cells), ``sgd_offset`` (``sgd``
+    plus its mean residual, true minus predicted age, on the distinct cells of the query's contexts,
+    both passes' with ``second_pass``: the linear anchor that sees what the model sees) and, with
     ``ablations``, the model with the context's genes masked, the query's genes masked, or every
-    cell's gene order shuffled. ``sgd_offset`` is the strongest linear anchor that sees what the
-    model sees: it corrects the linear model's shift on an unseen cell type with the same
-    reference cells, of known age, that the model reads. Metrics: median absolute error (with a
-    bootstrap 95% interval), Pearson r and bias over cells, and the same over donors (a donor's
-    cells of one cell type averaged; ``nan`` with ``donor_key=None``). With ``generated``, rows
-    of split ``generated`` check the generated cells against the training cells: classifier
-    two-sample tests (cross-validated AUC of real vs generated, with the controls real vs real,
-    real vs random genes and real vs shuffled ranks), the share of generated cells a classifier
-    trained on real cells calls the context's cell type, the correlation of the age read from
-    them (by SGD and by the model) with the age requested, and a doublet detector.
+    cell's gene order shuffled. Metrics: median absolute error (with a bootstrap 95% interval),
+    Pearson r and bias over cells, and the same over donors (a donor's cells of one cell type
+    averaged; ``nan`` with ``donor_key=None``). With ``generated``, rows of split ``generated``
+    check the generated cells against the training cells: classifier two-sample tests
+    (cross-validated AUC of real vs generated, with the controls real vs real, real vs random genes
+    and real vs shuffled ranks), the share of generated cells a classifier trained on real cells
+    calls the context's cell type, the correlation of the age read from them (by SGD and by the
+    model) with the age requested, and a doublet detector.
 
     Parameters
     ----------
@@ -126,8 +127,9 @@ def evaluate(
         Contexts per query cell and cells per context.
     n_cells
         Cells evaluated per split (a random subset; ``None`` for all).
-    calibrate
-        Also report ``maxtoki_calibrated``, the ages of ``predict_time(calibrate=True)``.
+    calibrate, second_pass
+        Also report ``maxtoki_calibrated`` and ``maxtoki_second_pass``, the ages of
+        ``predict_time(calibrate=True)`` and ``predict_time(second_pass=True, calibrate=…)``.
     n_boot
         Bootstrap resamples (of cells, and of donors for the donor metrics) for the 95%
         intervals of the median errors.
@@ -161,7 +163,7 @@ def evaluate(
     check_key("key_added", key_added)
     max_genes = max_genes_of(model, max_genes)
     n_contexts, n_context_cells, n_cells, n_boot = _counts(
-        n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs, calibrate
+        n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs, calibrate, second_pass
     )
     if generated is not None:
         generated_tokens(generated, mod, vocab, tokens_key)  # before the long predictions
@@ -180,7 +182,7 @@ def evaluate(
     groups = group_labels(adata.obs, (cell_type_key, sex_key), "data")
     rows, errors = _age_rows(
         d, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at,
-        donor_key is not None, n_contexts, n_context_cells, calibrate,
+        donor_key is not None, n_contexts, n_context_cells, calibrate, second_pass,
     )  # fmt: skip
     if generated is not None:
         rows += generated_check(
@@ -215,12 +217,13 @@ def _store(adata, mdata, key_added: str, table: pd.DataFrame, params: dict) -> s
     return key
 
 
-def _counts(n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs, calibrate) -> tuple:
-    """The checked counts of :func:`evaluate` (and its ``doublet_pairs`` and ``calibrate``)."""
+def _counts(
+    n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs, calibrate, second_pass
+) -> tuple:
+    """The checked counts of :func:`evaluate` (and its ``doublet_pairs`` and flags)."""
     if doublet_pairs not in ("any", "same_type"):
         raise ValueError(f"doublet_pairs must be 'any' or 'same_type', got {doublet_pairs!r}")
-    if not isinstance(calibrate, (bool, np.bool_)):
-        raise TypeError(f"calibrate must be True or False, got {calibrate!r}")
+    require_bool(calibrate=calibrate, second_pass=second_pass)
     return (
         positive_int("n_contexts", n_contexts),
         positive_int("n_context_cells", n_context_cells),
@@ -245,7 +248,7 @@ def _subsample(rows: np.ndarray, n: int | None, gen) -> np.ndarray:
 
 def _age_rows(
     d: _Design, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at,
-    by_donor: bool, n_contexts: int, n_context_cells: int, calibrate: bool,
+    by_donor: bool, n_contexts: int, n_context_cells: int, calibrate: bool, second_pass: bool,
 ) -> tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
     """The metric rows of every split and method, with each row's cell and donor errors."""
     rows, errors = [], []
@@ -256,6 +259,7 @@ def _age_rows(
         preds, context_rows = _model_predictions(
             split, q, d, cells, groups, runner, encoder, ablations, vocab, gen,
             n_contexts=n_contexts, n_context_cells=n_context_cells, calibrate=calibrate,
+            second_pass=second_pass,
         )  # fmt: skip
         sgd_age = sgd_at(np.union1d(q, context_rows))
         offset = reference_offset(d.ages - sgd_age, context_rows)
@@ -282,13 +286,15 @@ def _model_predictions(
     n_contexts: int,
     n_context_cells: int,
     calibrate: bool,
+    second_pass: bool,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The model's age of each cell of a split (and of each ablation), median over contexts.
 
     Contexts: reference cells of the same cell type and sex from other donors, never of the
     held-out donors; for the held-out ages and donors, of training ages only. With
-    ``calibrate``, also ``maxtoki_calibrated`` (lines fitted on the same pool). Also returns
-    the contexts' rows, ``(cells, contexts, cells)``.
+    ``calibrate``, also ``maxtoki_calibrated`` (lines fitted on the same pool); with
+    ``second_pass``, also ``maxtoki_second_pass``. Also returns the rows of every context the
+    model read, ``(cells, contexts, cells)``.
     """
     training_ages = split in ("heldout_age", "heldout_donor")
     pool = np.flatnonzero(d.is_ref & ~d.in_ho_donor & (~d.in_ho_age if training_ages else True))
@@ -309,7 +315,7 @@ def _model_predictions(
     for ab in ablations:
         ab_gen = np.random.default_rng(gen.integers(2**31))
         variants[f"maxtoki_{ab}"] = _ablate(ab, ref.cells, [cells[i] for i in q], vocab, ab_gen)
-    out = {}
+    out, calibration = {}, None
     for method, (rc, qc) in variants.items():
         pred, dts = predict_ages(
             runner, encoder, rc, ref.times, qc, contexts, desc=f"evaluate {split} {method}"
@@ -322,6 +328,16 @@ def _model_predictions(
             )  # fmt: skip
             dts = calibration.apply(dts, groups[q], d.donors[q])
             out["maxtoki_calibrated"] = np.median(ref.times[contexts[:, :, -1]] + dts, axis=1)
+    if second_pass:
+        ages, _, again = refine_ages(
+            runner, encoder, ref, variants["maxtoki"][1], groups[q], d.donors[q],
+            _positions(pool, q), out["maxtoki_calibrated" if calibrate else "maxtoki"],
+            n_contexts=n_contexts, n_context_cells=n_context_cells, gen=gen,
+            groupby="cell type and sex", desc=f"evaluate {split} second pass",
+            calibration=calibration,
+        )  # fmt: skip
+        out["maxtoki_second_pass"] = np.median(ages, axis=1)
+        contexts = np.concatenate([contexts, again], axis=1)
     return out, pool[contexts]
 
 
@@ -508,6 +524,8 @@ def _params(args: dict[str, Any], d: _Design, runner) -> dict[str, Any]:
             "n_context_cells": args["n_context_cells"],
             "n_cells": args["n_cells"],
             "n_boot": args["n_boot"],
+            "calibrate": bool(args["calibrate"]),
+            "second_pass": bool(args["second_pass"]),
             "ablations": list(args["ablations"]),
             "aggregate": "median",
             "max_genes": args["max_genes"],

@@ -6,12 +6,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from .. import logging as logg
-from .._anndata import group_labels, positive_int
+from .._anndata import group_labels, positive_int, require_bool
 from .._docs import inject_docs
 from .._keys import TOKENS_KEY, check_key, h5ad_safe, random_state_param, slot
 from .._validate import max_genes_of, model_vocab
 from ._calibration import fit_calibration
 from ._contexts import draw_contexts, predict_ages, reference_set
+from ._second_pass import refine_ages
 from ._utils import as_generator, finish, prepare, query_cells
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ def predict_time(
     n_context_cells: int = 2,
     aggregate: Literal["median", "mean"] = "median",
     calibrate: bool = False,
+    second_pass: bool = False,
     max_genes: int | None = None,
     batch_size: int | None = None,
     device: str | None = None,
@@ -75,6 +77,10 @@ def predict_time(
         queries, a line ``predicted = a + b × true`` is fitted to their timelapses (leaving out
         the query's donor) and each timelapse becomes ``(predicted − a) / b``. It undoes a
         small model's regression towards the mean; see docs/benchmarks.md.
+    second_pass
+        Read each cell again (not in the official release): of ``4 × n_contexts`` new contexts,
+        the ``n_contexts`` whose last cell's age is nearest the first (calibrated) estimate,
+        never the cell's true age, through the same lines. Twice the model calls.
     {max_genes}
     {batch_size}
     {device}
@@ -109,8 +115,7 @@ def predict_time(
     n_context_cells = positive_int("n_context_cells", n_context_cells)
     if aggregate not in ("median", "mean"):
         raise ValueError(f"aggregate must be 'median' or 'mean', got {aggregate!r}")
-    if not isinstance(calibrate, (bool, np.bool_)):
-        raise TypeError(f"calibrate must be True or False, got {calibrate!r}")
+    require_bool(calibrate=calibrate, second_pass=second_pass)
     max_genes = max_genes_of(model, max_genes)
     runner = BatchRunner(model, batch_size=batch_size, device=device)
     queries = query_cells(adata, vocab, tokens_key)
@@ -123,11 +128,12 @@ def predict_time(
     donors = None if ref.donors is None else adata.obs[donor_key].astype(str).to_numpy()
     query_groups = group_labels(adata.obs, groupby, "query")
     gen = as_generator(random_state)
+    query_self = ref.position_of(adata, rows)
     contexts = draw_contexts(
         ref,
         query_groups,
         donors,
-        ref.position_of(adata, rows),
+        query_self,
         n_contexts=n_contexts,
         n_cells=n_context_cells,
         gen=gen,
@@ -139,7 +145,7 @@ def predict_time(
     ages, dts = predict_ages(
         runner, encoder, ref.cells, ref.times, queries, contexts, desc="predict_time"
     )
-    lines = None
+    lines = calibration = None
     if calibrate:
         calibration = fit_calibration(
             runner, encoder, ref, query_groups, n_context_cells=n_context_cells, gen=gen,
@@ -149,6 +155,12 @@ def predict_time(
         ages = ref.times[contexts[:, :, -1]] + dts
         lines = calibration.table()
     agg = np.median if aggregate == "median" else np.mean
+    if second_pass:
+        ages, dts, _ = refine_ages(
+            runner, encoder, ref, queries, query_groups, donors, query_self, agg(ages, axis=1),
+            n_contexts=n_contexts, n_context_cells=n_context_cells, gen=gen, groupby=groupby,
+            desc="predict_time second pass", calibration=calibration,
+        )  # fmt: skip
     keys = [slot(key_added, n) for n in ("age", "timelapse", "age_std")]
     adata.obs[keys[0]] = agg(ages, axis=1)
     adata.obs[keys[1]] = agg(dts, axis=1)
@@ -177,6 +189,7 @@ def _params(args: dict[str, Any], ref, runner, vocab, *, use_donor: bool) -> dic
             "n_context_cells": args["n_context_cells"],
             "aggregate": args["aggregate"],
             "calibrate": bool(args["calibrate"]),
+            "second_pass": bool(args["second_pass"]),
             "max_genes": args["max_genes"],
             "device": str(runner.device),
             "dtype": runner.dtype_name,
