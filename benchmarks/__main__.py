@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 BENCHMARKS = (
-    "tokenize", "training_throughput", "generation", "predict_time", "mfu", "training_curve"
+    "tokenize", "training_throughput", "generation", "predict_time", "mfu", "gpu_speed",
+    "training_curve",
 )
 RESULTS = Path(__file__).parent / "results"
 
