@@ -567,11 +567,25 @@ class _Atlas:
 
 
 # ---------------------------------------------------------------------------------- annotations
+def _object_strings(table: pd.DataFrame) -> pd.DataFrame:
+    """Text columns and index as ``object``, which anndata writes to ``.h5ad`` as is.
+
+    pandas 3 infers its ``str`` dtype, which anndata refuses to write unless asked
+    (``anndata.settings.allow_write_nullable_strings``).
+    """
+    for col in table.columns:
+        dtype = table[col].dtype
+        if not isinstance(dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(dtype):
+            table[col] = table[col].astype(object)
+    table.index = table.index.astype(object)
+    return table
+
+
 def _var_table(genes: _Genes) -> pd.DataFrame:
     """``var``: one row per gene (symbols as index), IDs numbered in the final order."""
     kind = genes.kind
     ensembl = [f"ENSG9{i + 1:010d}" for i in range(kind.size)]
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "ensembl_id": ensembl,
             "gene_kind": pd.Categorical(kind, categories=[k for k, _ in genes.plan]),
@@ -589,6 +603,7 @@ def _var_table(genes: _Genes) -> pd.DataFrame:
         },
         index=pd.Index(genes.symbols.astype(str), name="gene_symbol"),
     )
+    return _object_strings(table)
 
 
 def _obs_table(atlas: _Atlas, n_counts: np.ndarray) -> pd.DataFrame:
@@ -601,7 +616,7 @@ def _obs_table(atlas: _Atlas, n_counts: np.ndarray) -> pd.DataFrame:
         for j in range(p.n_cells_per_donor)
     ]
     cell_type = cells.cell_type
-    return pd.DataFrame(
+    table = pd.DataFrame(
         {
             "donor": pd.Categorical.from_codes(cells.donor, categories=donors.names),
             "sex": pd.Categorical.from_codes(
@@ -619,6 +634,7 @@ def _obs_table(atlas: _Atlas, n_counts: np.ndarray) -> pd.DataFrame:
         },
         index=pd.Index(obs_names, name="cell"),
     )
+    return _object_strings(table)
 
 
 def _program_curves(programs: _Programs) -> dict[str, np.ndarray]:

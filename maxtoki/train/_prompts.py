@@ -524,7 +524,7 @@ def split_prompts(
     (prompts of the same cells may then appear on both sides).
     """
     if "split" in prompts.columns:
-        is_eval = (prompts["split"].astype(str) == "eval").to_numpy()
+        is_eval = (prompts["split"].astype(str) == "eval").to_numpy(copy=True)  # written below
     else:
         is_eval = np.zeros(len(prompts), dtype=bool)
     if not is_eval.any() and val_fraction > 0:
