@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import anndata
+import pandas as pd
 import pytest
 import torch
 
@@ -10,6 +12,10 @@ import torch
 torch.set_num_threads(1)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+
+if int(pd.__version__.split(".")[0]) >= 3:
+    # pandas 3 names cells with its `str` dtype, which anndata writes only when asked
+    anndata.settings.allow_write_nullable_strings = True
 
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,7 @@ def test_table_columns_and_rules(options):
         assert row.dt0 == times[1] - times[0]
         assert row.dt_query == t_q - times[-1]
         if k == 2:
-            assert row.ctx2 is None and pd.isna(row.dt1)
+            assert pd.isna(row.ctx2) and pd.isna(row.dt1)
     # nothing written into the AnnData
     assert adata.obs.equals(before.obs) and adata.uns.keys() == before.uns.keys()
     assert not adata.obsm.keys()

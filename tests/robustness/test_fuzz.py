@@ -342,7 +342,7 @@ def _check_table(df: pd.DataFrame, case: dict) -> None:
         assert k_min <= k <= k_max
         ctx = [getattr(row, f"ctx{j}") for j in range(k)]
         assert all(isinstance(c, str) for c in ctx)
-        assert all(getattr(row, f"ctx{j}") is None for j in range(k, k_max))
+        assert all(pd.isna(getattr(row, f"ctx{j}")) for j in range(k, k_max))
         t = [times[c] for c in ctx]
         t_q = times[row.query]
         if case["sort_context"]:
