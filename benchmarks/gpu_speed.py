@@ -16,7 +16,8 @@ genes: speed does not depend on which):
 - **train**: forward + backward of the next-token loss and an AdamW step on a micro-batch of
   4 × 4,096 tokens: tokens/s, and MFU as :mod:`benchmarks.mfu` counts it.
 
-Times are wall clock around ``torch.cuda.synchronize()``, the median of repeats after a warm-up;
+Times are wall clock around ``torch.cuda.synchronize()`` (training: CUDA events, as
+:func:`benchmarks.mfu.step_seconds` times a step), the median of repeats after a warm-up;
 the note gives the peak GPU memory of each setting. Without a CUDA GPU the rows say so and carry
 no numbers; ``MAXTOKI_BENCH_DEVICE=cpu`` with ``--quick`` runs the code paths on the CPU (tiny
 sizes, for a smoke test).
@@ -32,9 +33,8 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from benchmarks.mfu import flops_per_token, peak_tflops
+from benchmarks.mfu import flops_per_token, peak_tflops, step_seconds
 from maxtoki.models import BatchRunner, MaxToki, MaxTokiConfig
 
 #: (genes per cell, prompts, batch) of each workload; --quick shrinks them.
@@ -111,20 +111,11 @@ def _tool_speeds(runner: BatchRunner, work: dict, sizes: dict, device) -> dict[s
 
 def _train_seconds(model: MaxToki, batch: int, seq_len: int, autocast: bool) -> float:
     """Median seconds of a forward + backward + AdamW step on random tokens."""
-    device = model.device
-    ids = torch.randint(4, model.config.vocab_size, (batch, seq_len), device=device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
-
-    def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = model(ids).logits
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=model.device.type == "cuda")
     model.train()
-    seconds = _timed(step, device, repeats=5)
+    seconds = step_seconds(
+        model, batch, seq_len, n_warmup=1, n_steps=5, autocast=autocast, optimizer=optimizer
+    )
     model.eval()
     return seconds
 

@@ -43,14 +43,25 @@ def flops_per_token(model: MaxToki, seq_len: int) -> float:
 
 
 def step_seconds(
-    model: MaxToki, batch: int, seq_len: int, *, n_warmup: int = 3, n_steps: int = 10
+    model: MaxToki,
+    batch: int,
+    seq_len: int,
+    *,
+    n_warmup: int = 3,
+    n_steps: int = 10,
+    autocast: bool | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> float:
-    """Median seconds of one forward + backward on ``batch × seq_len`` random tokens."""
+    """Median seconds of one forward + backward on ``batch × seq_len`` random tokens.
+
+    ``autocast``: bf16 autocast (default: on CUDA only); ``optimizer``: also take its step.
+    """
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(4, model.config.vocab_size, (batch, seq_len), generator=generator)
     ids = ids.to(device)
     cuda = device.type == "cuda"
+    autocast = cuda if autocast is None else autocast
     times = []
     for i in range(n_warmup + n_steps):
         if cuda:
@@ -60,10 +71,12 @@ def step_seconds(
             import time
 
             t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
             logits = model(ids).logits
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten())
         loss.backward()
+        if optimizer is not None:
+            optimizer.step()
         model.zero_grad(set_to_none=True)
         if cuda:
             end.record()
