@@ -1,9 +1,8 @@
 """Shared test set-up."""
 
+from importlib.metadata import version
 from pathlib import Path
 
-import anndata
-import pandas as pd
 import pytest
 import torch
 
@@ -13,8 +12,10 @@ torch.set_num_threads(1)
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
 
-if int(pd.__version__.split(".")[0]) >= 3:
+if int(version("pandas").split(".")[0]) >= 3:
     # pandas 3 names cells with its `str` dtype, which anndata writes only when asked
+    import anndata
+
     anndata.settings.allow_write_nullable_strings = True
 
 

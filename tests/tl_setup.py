@@ -196,3 +196,16 @@ def subset(adata, n: int, seed: int = 0):
     """``n`` random cells (a copy), in obs order."""
     rows = np.sort(np.random.default_rng(seed).choice(adata.n_obs, n, replace=False))
     return adata[rows].copy()
+
+
+def fake_reference(n_donors: int, per_donor: int, groups=("a", "b"), seed: int = 0):
+    """Reference cells whose single token encodes their row, ages 0–1000 months; the groups
+    alternate cell by cell."""
+    from maxtoki.tl._contexts import Reference
+
+    gen = np.random.default_rng(seed)
+    n = n_donors * per_donor
+    donors = np.repeat([f"d{i}" for i in range(n_donors)], per_donor)
+    times = np.rint(gen.uniform(0, 1000, n))
+    cells = [np.array([1000 + i]) for i in range(n)]
+    return Reference(cells, times, np.resize(np.asarray(groups), n), donors, np.arange(n), None)

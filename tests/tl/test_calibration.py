@@ -9,24 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tl_setup import MAX_GENES, controls, subset
+from tl_setup import MAX_GENES, controls, fake_reference, subset
 
 import maxtoki as mt
 from maxtoki.tl import _calibration
-from maxtoki.tl._contexts import Reference
 
 A, B = -40.0, 0.6  # the fake model's read-out: predicted = A + B × true (+ noise)
-
-
-def _fake_reference(n_donors=12, per_donor=6, seed=0):
-    """Reference cells whose single token encodes their row; two groups, ages 0–1000 months."""
-    gen = np.random.default_rng(seed)
-    n = n_donors * per_donor
-    donors = np.repeat([f"d{i}" for i in range(n_donors)], per_donor)
-    groups = np.where(np.arange(n) % 2 == 0, "a", "b")
-    times = np.rint(gen.uniform(0, 1000, n))
-    cells = [np.array([1000 + i]) for i in range(n)]
-    return Reference(cells, times, groups, donors, np.arange(n), None)
 
 
 @pytest.fixture
@@ -47,7 +35,7 @@ def fake_model(monkeypatch):
 
 
 def test_lines_match_polyfit_and_leave_the_donor_out(fake_model):
-    ref = _fake_reference()
+    ref = fake_reference(12, 6)
     cal = _calibration.fit_calibration(
         None, None, ref, np.array(["a", "b"]), n_context_cells=2,
         gen=np.random.default_rng(0), desc="test",

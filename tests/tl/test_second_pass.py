@@ -10,24 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tl_setup import MAX_GENES, controls, subset
+from tl_setup import MAX_GENES, controls, fake_reference, subset
 
 import maxtoki as mt
 from maxtoki.tl import _evaluate, _second_pass
 from maxtoki.tl._calibration import Calibration
-from maxtoki.tl._contexts import Reference
 
 A, B = -40.0, 0.6  # the fake model's read-out: predicted = A + B × true
-
-
-def _reference(n_donors=10, per_donor=8, seed=0):
-    """Reference cells whose single token encodes their row; one group, ages 0–1000 months."""
-    gen = np.random.default_rng(seed)
-    n = n_donors * per_donor
-    donors = np.repeat([f"d{i}" for i in range(n_donors)], per_donor)
-    times = np.rint(gen.uniform(0, 1000, n))
-    cells = [np.array([1000 + i]) for i in range(n)]
-    return Reference(cells, times, np.full(n, "g"), donors, np.arange(n), None)
 
 
 @pytest.fixture
@@ -60,7 +49,7 @@ def _refine(ref, rows, first, seed=0, calibration=None, n_contexts=3):
 
 
 def test_keeps_the_candidates_nearest_the_first_estimate(spies):
-    ref = _reference()
+    ref = fake_reference(10, 8, groups=("g",))
     rows = np.arange(0, 80, 7)
     first = np.linspace(100, 900, len(rows))  # estimates unrelated to the true ages
     ages, dts, contexts = _refine(ref, rows, first)
@@ -81,7 +70,7 @@ def test_keeps_the_candidates_nearest_the_first_estimate(spies):
 
 
 def test_reads_through_the_calibration_line_and_is_deterministic(spies):
-    ref = _reference()
+    ref = fake_reference(10, 8, groups=("g",))
     rows = np.arange(3, 80, 5)
     first = np.full(len(rows), 500.0)
     line = Calibration({"g": np.array([1e6, 0.0, A * 1e6, 1e6, B * 1e6])}, {})  # y = A + B x
@@ -97,7 +86,7 @@ def test_reads_through_the_calibration_line_and_is_deterministic(spies):
 
 @pytest.mark.parametrize("first", [np.zeros(3), np.array([1.0, np.nan] * 6 + [1.0])])
 def test_first_ages_must_be_one_finite_age_per_query(spies, first):
-    ref = _reference()
+    ref = fake_reference(10, 8, groups=("g",))
     with pytest.raises(ValueError, match="first_ages must hold one finite age per query"):
         _refine(ref, np.arange(13), first)
 
