@@ -103,3 +103,23 @@ def test_ridge_reference_reads_ages_from_expression():
     assert np.median(np.abs(read - ages)) < 150  # of a 1,000-month range
     # the ridge's read-out is compressed (slope ~0.8 on these cells); the inverted line is not
     assert abs(np.polyfit(ages, read, 1)[0] - 1) < 0.12
+
+
+def test_stage2_budget_leaves_the_demo_its_wall_budget():
+    from maxtoki._demo import AFTER_TRAINING_STEPS, MIN_STAGE2_SECONDS, stage2_budget
+
+    cfg = DEMO_SETTINGS["full"]
+    wall, cap = cfg["wall_budget"], cfg["time_budget"]
+    # the idle 2-core machine (0.21 s a stage-1 step, 70 s spent): what the wall budget leaves
+    left = wall - 70 - AFTER_TRAINING_STEPS * 0.21
+    assert stage2_budget(cfg, 70.0, 0.21) == pytest.approx(min(cap, left))
+    assert stage2_budget(cfg, 70.0, 0.21) > 360  # stage 2 needed 330–365 s there
+    # a machine twice as slow: training + what follows it still end within the wall budget
+    budget = stage2_budget(cfg, 95.0, 0.42)
+    assert 95.0 + budget + AFTER_TRAINING_STEPS * 0.42 == pytest.approx(wall)
+    # a fast machine keeps the stage's cap; a hopelessly slow one keeps a floor
+    assert stage2_budget(cfg, 10.0, 0.01) == cap
+    assert stage2_budget(cfg, 500.0, 1.0) == MIN_STAGE2_SECONDS
+    # no stage 1 (nothing measured) or no wall budget: the stage's own budget
+    assert stage2_budget(cfg, 70.0, None) == cap
+    assert stage2_budget(DEMO_SETTINGS["quick"], 5.0, 0.2) == DEMO_SETTINGS["quick"]["time_budget"]

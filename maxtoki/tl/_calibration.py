@@ -55,9 +55,17 @@ class Calibration:
         return (sy - slope * sx) / n, slope, int(n)
 
     def apply(
-        self, timelapses: np.ndarray, groups: np.ndarray, donors: np.ndarray | None
+        self,
+        timelapses: np.ndarray,
+        groups: np.ndarray,
+        donors: np.ndarray | None,
+        *,
+        warn: bool = True,
     ) -> np.ndarray:
-        """``(predicted − a) / b`` row by row (rows: queries); unusable lines leave a row as is."""
+        """``(predicted − a) / b`` row by row (rows: queries); unusable lines leave a row as is.
+
+        ``warn=False`` keeps quiet about those rows (a second read of the same queries).
+        """
         out = np.array(timelapses, dtype=np.float64, copy=True)
         skipped: set[str] = set()
         for i, g in enumerate(np.asarray(groups).astype(str)):
@@ -67,7 +75,7 @@ class Calibration:
                 continue
             a, b, _ = line
             out[i] = (out[i] - a) / b
-        if skipped:
+        if skipped and warn:
             shown = ", ".join(sorted(skipped)[:5]) + (" …" if len(skipped) > 5 else "")
             logg.warning(
                 f"timelapses of group(s) {shown} left uncalibrated: fewer than {MIN_POINTS} "

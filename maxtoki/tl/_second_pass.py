@@ -77,6 +77,6 @@ def refine_ages(
     contexts = np.take_along_axis(candidates, keep[:, :, None], axis=1)
     ages, dts = predict_ages(runner, encoder, ref.cells, ref.times, queries, contexts, desc=desc)
     if calibration is not None:
-        dts = calibration.apply(dts, query_groups, query_donors)
+        dts = calibration.apply(dts, query_groups, query_donors, warn=False)  # warned once
         ages = ref.times[contexts[:, :, -1]] + dts
     return ages, dts, contexts

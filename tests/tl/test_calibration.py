@@ -73,6 +73,16 @@ def test_flat_or_missing_lines_leave_timelapses_unchanged():
     np.testing.assert_array_equal(out, dts)
 
 
+def test_uncalibrated_groups_are_warned_about_unless_told_not_to(caplog):
+    cal = _calibration.Calibration({}, {})
+    dts = np.array([[10.0, -20.0]])
+    with caplog.at_level("WARNING", logger="maxtoki"):
+        cal.apply(dts, np.array(["a"]), None)
+        assert sum("left uncalibrated" in r.getMessage() for r in caplog.records) == 1
+        cal.apply(dts, np.array(["a"]), None, warn=False)  # the second pass's read
+        assert sum("left uncalibrated" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_predict_time_calibrated_is_the_raw_read_out_through_the_lines(trained):
     adata, vocab, model = trained
     sub = subset(controls(adata), 40, seed=3)
