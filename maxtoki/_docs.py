@@ -66,6 +66,12 @@ n_contexts
     Trajectories drawn per query cell; their predictions are aggregated.
 n_context_cells
     Reference cells per trajectory.""",
+    "n_views": """\
+n_views
+    Views of each query cell (not in the official release): the cell, then copies with a fifth
+    of its genes dropped at random, shown to its contexts in turn, so no model call is added
+    (views beyond ``n_contexts`` go unused). ``1``: the cell alone, as the official release
+    reads it. See docs/benchmarks.md.""",
     "max_genes": """\
 max_genes
     Top-ranked genes kept per cell. ``None``: the ``max_genes_per_cell`` the model was trained

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import logging as logg
 from ._contexts import Reference, draw_contexts, predict_ages
+from ._views import query_views
 
 #: Lines fitted on fewer points, or with a slope below this, leave the timelapses unchanged: the
 #: model does not read timelapses in that group well enough to invert its read-out.
@@ -106,12 +107,14 @@ def fit_calibration(
     desc: str,
     n_cells: int = CALIBRATION_CELLS,
     n_contexts: int = CALIBRATION_CONTEXTS,
+    n_views: int = 1,
 ) -> Calibration:
     """Age up to ``n_cells`` reference cells of each of ``groups`` and collect the pairs.
 
     Each calibration cell is a query against ``n_contexts`` contexts of its group (never itself,
-    never its donor when donors are known), exactly as real queries are. Groups with a single
-    donor (or cell) get no line.
+    never its donor when donors are known), exactly as real queries are, through ``n_views``
+    views (:func:`~maxtoki.tl._views.query_views`). Groups with a single donor (or cell) get no
+    line.
     """
     picked = []
     ref_groups = ref.groups.astype(str)
@@ -133,9 +136,8 @@ def fit_calibration(
         ref, ref.groups[rows], donors, rows, n_contexts=n_contexts, n_cells=n_context_cells,
         gen=gen, groupby="calibration group",
     )  # fmt: skip
-    _, predicted = predict_ages(
-        runner, encoder, ref.cells, ref.times, [ref.cells[r] for r in rows], contexts, desc=desc
-    )
+    queries = query_views([ref.cells[r] for r in rows], n_views, gen)
+    _, predicted = predict_ages(runner, encoder, ref.cells, ref.times, queries, contexts, desc=desc)
     true = ref.times[rows][:, None] - ref.times[contexts[:, :, -1]]
     for i, r in enumerate(rows):
         g = str(ref.groups[r])

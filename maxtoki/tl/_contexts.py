@@ -163,17 +163,23 @@ def time_prompts(
     encoder,
     ref_cells: list[np.ndarray],
     ref_times: np.ndarray,
-    queries: list[np.ndarray],
+    queries: list[np.ndarray] | list[list[np.ndarray]],
     contexts: np.ndarray,
 ) -> list[np.ndarray]:
-    """TimeBetweenCells prompts (up to ``<eoq>``) of every query × context, query-major."""
+    """TimeBetweenCells prompts (up to ``<eoq>``) of every query × context, query-major.
+
+    A query given as a list of views (:func:`~maxtoki.tl._views.query_views`) shows its views to
+    its contexts in turn.
+    """
     prompts = []
     for i, query in enumerate(queries):
-        for rows in contexts[i]:
+        views = query if isinstance(query, list) else [query]
+        for c, rows in enumerate(contexts[i]):
             dts = np.rint(np.diff(ref_times[rows]))
             ex = encoder.encode(
-                [ref_cells[r] for r in rows], dts, task="TimeBetweenCells", query=query
-            )
+                [ref_cells[r] for r in rows], dts, task="TimeBetweenCells",
+                query=views[c % len(views)],
+            )  # fmt: skip
             prompts.append(ex["input_ids"])
     return prompts
 
@@ -183,7 +189,7 @@ def predict_ages(
     encoder,
     ref_cells: list[np.ndarray],
     ref_times: np.ndarray,
-    queries: list[np.ndarray],
+    queries: list[np.ndarray] | list[list[np.ndarray]],
     contexts: np.ndarray,
     *,
     desc: str,

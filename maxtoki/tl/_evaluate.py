@@ -34,6 +34,7 @@ from ._contexts import Reference, draw_contexts, predict_ages
 from ._generated_check import generated_check, generated_tokens
 from ._second_pass import refine_ages
 from ._utils import as_generator
+from ._views import query_views
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -63,6 +64,7 @@ def evaluate(
     donor_key: str | None = "donor",
     n_contexts: int = 5,
     n_context_cells: int = 2,
+    n_views: int = 1,
     n_cells: int | None = 500,
     n_boot: int = 1000,
     calibrate: bool = False,
@@ -112,8 +114,7 @@ def evaluate(
     heldout_ages
         ``(low, high)`` months kept out of training, or ``None`` (no held-out-age split).
     heldout_donors
-        Donors (values of ``obs[donor_key]``) kept out of the model's training, or ``None`` (no
-        held-out-donor split).
+        Donors (``obs[donor_key]`` values) kept out of training; ``None``: no held-out-donor split.
     train_mask
         The training cells (bool mask, ``obs`` column or ``None``: reference cells outside the
         held-out cell types, ages and donors; held-out donors are dropped from a given mask).
@@ -125,11 +126,11 @@ def evaluate(
         ``obs`` columns of age (months), cell type, sex and donor.
     n_contexts, n_context_cells
         Contexts per query cell and cells per context.
+    {n_views}
     n_cells
         Cells evaluated per split (a random subset; ``None`` for all).
     calibrate, second_pass
-        Also report ``maxtoki_calibrated`` and ``maxtoki_second_pass``, the ages of
-        ``predict_time(calibrate=True)`` and ``predict_time(second_pass=True, calibrate=…)``.
+        Also report rows ``maxtoki_calibrated`` and ``maxtoki_second_pass`` (as ``predict_time``).
     n_boot
         Bootstrap resamples (of cells, and of donors for the donor metrics) for the 95%
         intervals of the median errors.
@@ -162,8 +163,8 @@ def evaluate(
     vocab = model_vocab(model, vocab, need_time=True, what="mt.tl.evaluate")
     check_key("key_added", key_added)
     max_genes = max_genes_of(model, max_genes)
-    n_contexts, n_context_cells, n_cells, n_boot = _counts(
-        n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs, calibrate, second_pass
+    reading, n_cells, n_boot = _counts(
+        n_contexts, n_context_cells, n_views, n_cells, n_boot, doublet_pairs, calibrate, second_pass
     )
     if generated is not None:
         generated_tokens(generated, mod, vocab, tokens_key)  # before the long predictions
@@ -182,14 +183,14 @@ def evaluate(
     groups = group_labels(adata.obs, (cell_type_key, sex_key), "data")
     rows, errors = _age_rows(
         d, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at,
-        donor_key is not None, n_contexts, n_context_cells, calibrate, second_pass,
+        donor_key is not None, reading,
     )  # fmt: skip
     if generated is not None:
         rows += generated_check(
             adata, tokens.matrix, d.ctype, d.ages, d.donors, d.train, generated, vocab, max_genes,
             gen, mod, doublet_pairs, tokens_key, cell_type_key,
             _generated_ages(d, cells, groups, runner, encoder, gen, (cell_type_key, sex_key),
-                            n_contexts, n_context_cells),
+                            reading),
         )  # fmt: skip
     _add_intervals(rows, errors, n_boot, gen)  # after the other draws
     table = pd.DataFrame(rows, columns=list(METRIC_COLUMNS))
@@ -217,19 +218,32 @@ def _store(adata, mdata, key_added: str, table: pd.DataFrame, params: dict) -> s
     return key
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """How the model reads a query: contexts, views and the optional passes."""
+
+    n_contexts: int
+    n_context_cells: int
+    n_views: int
+    calibrate: bool
+    second_pass: bool
+
+
 def _counts(
-    n_contexts, n_context_cells, n_cells, n_boot, doublet_pairs, calibrate, second_pass
-) -> tuple:
-    """The checked counts of :func:`evaluate` (and its ``doublet_pairs`` and flags)."""
+    n_contexts, n_context_cells, n_views, n_cells, n_boot, doublet_pairs, calibrate, second_pass
+) -> tuple[_Reading, int | None, int]:
+    """The checked reading, ``n_cells`` and ``n_boot`` of :func:`evaluate` (``doublet_pairs``)."""
     if doublet_pairs not in ("any", "same_type"):
         raise ValueError(f"doublet_pairs must be 'any' or 'same_type', got {doublet_pairs!r}")
     require_bool(calibrate=calibrate, second_pass=second_pass)
-    return (
+    reading = _Reading(
         positive_int("n_contexts", n_contexts),
         positive_int("n_context_cells", n_context_cells),
-        positive_int("n_cells", n_cells, optional=True),
-        positive_int("n_boot", n_boot),
+        positive_int("n_views", n_views),
+        calibrate,
+        second_pass,
     )
+    return reading, positive_int("n_cells", n_cells, optional=True), positive_int("n_boot", n_boot)
 
 
 def _add_intervals(rows: list[dict], errors: list, n_boot: int, gen) -> None:
@@ -248,7 +262,7 @@ def _subsample(rows: np.ndarray, n: int | None, gen) -> np.ndarray:
 
 def _age_rows(
     d: _Design, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at,
-    by_donor: bool, n_contexts: int, n_context_cells: int, calibrate: bool, second_pass: bool,
+    by_donor: bool, reading: _Reading,
 ) -> tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
     """The metric rows of every split and method, with each row's cell and donor errors."""
     rows, errors = [], []
@@ -258,8 +272,7 @@ def _age_rows(
             unit = np.char.add(np.char.add(d.donors[q].astype(str), "|"), d.ctype[q].astype(str))
         preds, context_rows = _model_predictions(
             split, q, d, cells, groups, runner, encoder, ablations, vocab, gen,
-            n_contexts=n_contexts, n_context_cells=n_context_cells, calibrate=calibrate,
-            second_pass=second_pass,
+            reading,
         )  # fmt: skip
         sgd_age = sgd_at(np.union1d(q, context_rows))
         offset = reference_offset(d.ages - sgd_age, context_rows)
@@ -282,18 +295,15 @@ def _model_predictions(
     ablations,
     vocab,
     gen,
-    *,
-    n_contexts: int,
-    n_context_cells: int,
-    calibrate: bool,
-    second_pass: bool,
+    reading: _Reading,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The model's age of each cell of a split (and of each ablation), median over contexts.
 
     Contexts: reference cells of the same cell type and sex from other donors, never of the
     held-out donors; for the held-out ages and donors, of training ages only. With
-    ``calibrate``, also ``maxtoki_calibrated`` (lines fitted on the same pool); with
-    ``second_pass``, also ``maxtoki_second_pass``. Also returns the rows of every context the
+    ``reading.calibrate``, also ``maxtoki_calibrated`` (lines fitted on the same pool); with
+    ``reading.second_pass``, also ``maxtoki_second_pass``; every query (and ablated query) is
+    read through ``reading.n_views`` views. Also returns the rows of every context the
     model read, ``(cells, contexts, cells)``.
     """
     training_ages = split in ("heldout_age", "heldout_donor")
@@ -306,8 +316,8 @@ def _model_predictions(
         groups[q],
         d.donors[q],
         _positions(pool, q),
-        n_contexts=n_contexts,
-        n_cells=n_context_cells,
+        n_contexts=reading.n_contexts,
+        n_cells=reading.n_context_cells,
         gen=gen,
         groupby="cell type and sex",
     )
@@ -315,24 +325,25 @@ def _model_predictions(
     for ab in ablations:
         ab_gen = np.random.default_rng(gen.integers(2**31))
         variants[f"maxtoki_{ab}"] = _ablate(ab, ref.cells, [cells[i] for i in q], vocab, ab_gen)
+    variants = {m: (rc, query_views(qc, reading.n_views, gen)) for m, (rc, qc) in variants.items()}
     out, calibration = {}, None
     for method, (rc, qc) in variants.items():
         pred, dts = predict_ages(
             runner, encoder, rc, ref.times, qc, contexts, desc=f"evaluate {split} {method}"
         )
         out[method] = np.median(pred, axis=1)
-        if calibrate and method == "maxtoki":
+        if reading.calibrate and method == "maxtoki":
             calibration = fit_calibration(
-                runner, encoder, ref, groups[q], n_context_cells=n_context_cells, gen=gen,
-                desc=f"evaluate {split} calibration",
+                runner, encoder, ref, groups[q], n_context_cells=reading.n_context_cells, gen=gen,
+                n_views=reading.n_views, desc=f"evaluate {split} calibration",
             )  # fmt: skip
             dts = calibration.apply(dts, groups[q], d.donors[q])
             out["maxtoki_calibrated"] = np.median(ref.times[contexts[:, :, -1]] + dts, axis=1)
-    if second_pass:
+    if reading.second_pass:
         ages, _, again = refine_ages(
             runner, encoder, ref, variants["maxtoki"][1], groups[q], d.donors[q],
-            _positions(pool, q), out["maxtoki_calibrated" if calibrate else "maxtoki"],
-            n_contexts=n_contexts, n_context_cells=n_context_cells, gen=gen,
+            _positions(pool, q), out["maxtoki_calibrated" if reading.calibrate else "maxtoki"],
+            n_contexts=reading.n_contexts, n_context_cells=reading.n_context_cells, gen=gen,
             groupby="cell type and sex", desc=f"evaluate {split} second pass",
             calibration=calibration,
         )  # fmt: skip
@@ -342,7 +353,7 @@ def _model_predictions(
 
 
 def _generated_ages(
-    d: _Design, cells, groups, runner, encoder, gen, groupby, n_contexts, n_context_cells
+    d: _Design, cells, groups, runner, encoder, gen, groupby, reading: _Reading
 ):
     """``read(tokens, obs)``: the model's age of generated cells (``None`` without their groups).
 
@@ -360,8 +371,9 @@ def _generated_ages(
         out = np.full(len(tokens), np.nan)
         if ok.any():
             contexts = draw_contexts(
-                ref, g_groups[ok], None, np.full(int(ok.sum()), -1), n_contexts=n_contexts,
-                n_cells=n_context_cells, gen=gen, groupby="cell type and sex",
+                ref, g_groups[ok], None, np.full(int(ok.sum()), -1),
+                n_contexts=reading.n_contexts, n_cells=reading.n_context_cells, gen=gen,
+                groupby="cell type and sex",
             )  # fmt: skip
             queries = [row[row != 0].astype(np.int64) for row in tokens[ok]]
             pred, _ = predict_ages(
@@ -522,6 +534,7 @@ def _params(args: dict[str, Any], d: _Design, runner) -> dict[str, Any]:
             "donor_key": args["donor_key"],
             "n_contexts": args["n_contexts"],
             "n_context_cells": args["n_context_cells"],
+            "n_views": args["n_views"],
             "n_cells": args["n_cells"],
             "n_boot": args["n_boot"],
             "calibrate": bool(args["calibrate"]),

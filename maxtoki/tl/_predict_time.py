@@ -14,6 +14,7 @@ from ._calibration import fit_calibration
 from ._contexts import draw_contexts, predict_ages, reference_set
 from ._second_pass import refine_ages
 from ._utils import as_generator, finish, prepare, query_cells
+from ._views import query_views
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -36,6 +37,7 @@ def predict_time(
     donor_key: str | None = "donor",
     n_contexts: int = 5,
     n_context_cells: int = 2,
+    n_views: int = 1,
     aggregate: Literal["median", "mean"] = "median",
     calibrate: bool = False,
     second_pass: bool = False,
@@ -69,6 +71,7 @@ def predict_time(
     {groupby}
     {donor_key}
     {n_contexts}
+    {n_views}
     aggregate
         ``'median'`` (default, robust to an odd context) or ``'mean'`` over the contexts.
     calibrate
@@ -113,6 +116,7 @@ def predict_time(
     check_key("key_added", key_added)
     n_contexts = positive_int("n_contexts", n_contexts)
     n_context_cells = positive_int("n_context_cells", n_context_cells)
+    n_views = positive_int("n_views", n_views)
     if aggregate not in ("median", "mean"):
         raise ValueError(f"aggregate must be 'median' or 'mean', got {aggregate!r}")
     require_bool(calibrate=calibrate, second_pass=second_pass)
@@ -130,15 +134,10 @@ def predict_time(
     gen = as_generator(random_state)
     query_self = ref.position_of(adata, rows)
     contexts = draw_contexts(
-        ref,
-        query_groups,
-        donors,
-        query_self,
-        n_contexts=n_contexts,
-        n_cells=n_context_cells,
-        gen=gen,
-        groupby=groupby,
-    )
+        ref, query_groups, donors, query_self, n_contexts=n_contexts, n_cells=n_context_cells,
+        gen=gen, groupby=groupby,
+    )  # fmt: skip
+    queries = query_views(queries, n_views, gen)  # drawn after the contexts: the same contexts
     encoder = PromptEncoder(
         vocab, max_length=model.config.max_position_embeddings, max_genes=max_genes
     )
@@ -149,7 +148,7 @@ def predict_time(
     if calibrate:
         calibration = fit_calibration(
             runner, encoder, ref, query_groups, n_context_cells=n_context_cells, gen=gen,
-            desc="predict_time calibration",
+            n_views=n_views, desc="predict_time calibration",
         )  # fmt: skip
         dts = calibration.apply(dts, query_groups, donors)
         ages = ref.times[contexts[:, :, -1]] + dts
@@ -187,6 +186,7 @@ def _params(args: dict[str, Any], ref, runner, vocab, *, use_donor: bool) -> dic
             "donor_key": args["donor_key"] if use_donor else None,
             "n_contexts": args["n_contexts"],
             "n_context_cells": args["n_context_cells"],
+            "n_views": args["n_views"],
             "aggregate": args["aggregate"],
             "calibrate": bool(args["calibrate"]),
             "second_pass": bool(args["second_pass"]),

@@ -24,7 +24,7 @@ def fake_model(monkeypatch):
     gen = np.random.default_rng(1)
 
     def predict_ages(runner, encoder, ref_cells, ref_times, queries, contexts, *, desc):
-        rows = np.array([int(q[0]) - 1000 for q in queries])
+        rows = np.array([int(np.ravel(q[0])[0]) - 1000 for q in queries])  # a cell or its views
         true = ref_times[rows][:, None] - ref_times[contexts[:, :, -1]]
         dts = A + B * true + gen.normal(0, 30, true.shape)
         pairs.append((rows, contexts, true, dts))
