@@ -23,7 +23,7 @@ def refine_ages(
     runner,
     encoder,
     ref: Reference,
-    queries: list[np.ndarray],
+    queries: list[np.ndarray] | list[list[np.ndarray]],
     query_groups: np.ndarray,
     query_donors: np.ndarray | None,
     query_self: np.ndarray,
@@ -45,7 +45,8 @@ def refine_ages(
     ref
         The reference cells (ages known) the contexts are drawn from.
     queries, query_groups, query_donors, query_self
-        The query cells, their groups, donors (or ``None``) and positions in ``ref`` (-1: none).
+        The query cells (or each cell's views, as the first pass read them), their groups,
+        donors (or ``None``) and positions in ``ref`` (-1: none).
     first_ages
         Each query's first estimate of its age (months), e.g. the calibrated median.
     n_contexts, n_context_cells

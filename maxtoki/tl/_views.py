@@ -31,7 +31,8 @@ def query_views(
         own = [cell]
         for _ in range(n_views - 1):
             keep = gen.random(len(genes)) >= VIEW_DROPOUT
-            keep[: int(not keep.any())] = True  # the top gene of a view that lost them all
+            if not keep.any():
+                keep[:1] = True  # a view that lost every gene keeps the top one
             own.append(np.concatenate([cell[:1], genes[keep], cell[-1:]]))
         views.append(own)
     return views
