@@ -100,8 +100,8 @@ def evaluate(
     check the generated cells against the training cells: classifier two-sample tests
     (cross-validated AUC of real vs generated, with the controls real vs real, real vs random genes
     and real vs shuffled ranks), the share of generated cells a classifier trained on real cells
-    calls the context's cell type, the correlation of the age read from them (by SGD and by the
-    model) with the age requested, and a doublet detector.
+    calls the context's cell type, the age read from them (by SGD and the model) against the age
+    requested and, as a ceiling, real cells of that age read alike (``age_*_real``), doublets.
 
     Parameters
     ----------
@@ -358,31 +358,53 @@ def _generated_ages(
     """``read(tokens, obs)``: the model's age of generated cells (``None`` without their groups).
 
     As for real queries: contexts of the cell's type and sex from the training cells, median
-    over contexts; cells of a group without training cells get ``nan``.
+    over contexts; cells of a group without training cells get ``nan``. ``read(rows=rows,
+    gen=gen)`` reads real cells (rows of the data) the same way, with contexts of other donors
+    drawn from ``gen``.
     """
 
-    def read(tokens: np.ndarray, obs: pd.DataFrame) -> np.ndarray | None:
-        if not set(groupby) <= set(obs.columns):
+    def read(tokens=None, obs=None, *, rows=None, gen=gen) -> np.ndarray | None:
+        if rows is None and not set(groupby) <= set(obs.columns):
             return None
-        g_groups = group_labels(obs, groupby, "generated cells")
+        if rows is None:
+            q_groups, q_donors = group_labels(obs, groupby, "generated cells"), None
+            queries = [row[row != 0].astype(np.int64) for row in tokens]
+        else:
+            q_groups, q_donors = groups[rows], d.donors[rows]
+            queries = [cells[i] for i in rows]
         pool = np.flatnonzero(d.train)
-        ref = Reference([cells[i] for i in pool], d.ages[pool], groups[pool], None, pool, None)
-        ok = np.isin(g_groups.astype(str), ref.groups.astype(str))
-        out = np.full(len(tokens), np.nan)
+        ref = Reference([cells[i] for i in pool], d.ages[pool], groups[pool], d.donors[pool], pool,
+                        None)  # fmt: skip
+        ok = np.isin(q_groups.astype(str), ref.groups.astype(str))
+        if q_donors is not None:  # real cells: their contexts come from other donors
+            ok &= _other_donors(ref, q_groups, q_donors)
+        out = np.full(len(queries), np.nan)
         if ok.any():
+            self_pos = _positions(pool, rows[ok]) if rows is not None else np.full(ok.sum(), -1)
             contexts = draw_contexts(
-                ref, g_groups[ok], None, np.full(int(ok.sum()), -1),
+                ref, q_groups[ok], None if q_donors is None else q_donors[ok], self_pos,
                 n_contexts=reading.n_contexts, n_cells=reading.n_context_cells, gen=gen,
                 groupby="cell type and sex",
             )  # fmt: skip
-            queries = [row[row != 0].astype(np.int64) for row in tokens[ok]]
+            kept = [queries[i] for i in np.flatnonzero(ok)]
             pred, _ = predict_ages(
-                runner, encoder, ref.cells, ref.times, queries, contexts, desc="evaluate generated"
+                runner, encoder, ref.cells, ref.times, kept, contexts, desc="evaluate generated"
             )
             out[ok] = np.median(pred, axis=1)
         return out
 
     return read
+
+
+def _other_donors(ref: Reference, groups: np.ndarray, donors: np.ndarray) -> np.ndarray:
+    """Whether each cell's group has reference cells of a donor other than the cell's own."""
+    pairs = pd.DataFrame({"g": ref.groups.astype(str), "d": ref.donors}).drop_duplicates()
+    n_donors = pairs.groupby("g")["d"].nunique()
+    own = set(zip(pairs["g"], pairs["d"], strict=True))
+    return np.array([
+        n_donors.get(g, 0) - ((g, dn) in own) > 0
+        for g, dn in zip(groups.astype(str), donors, strict=True)
+    ], dtype=bool)  # fmt: skip
 
 
 def _positions(pool: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -17,7 +17,12 @@ typical log-normalised expression (:mod:`._expression`). Real cells are the trai
 - Age read from generated cells: SGD (the linear baseline's pipeline) trained on real cells, and
   the model when :func:`maxtoki.tl.evaluate` passes its reading, against the expected age (last
   context age + timelapse) and, as read age minus context age, against the timelapse; SGD's
-  donor-held-out correlation on real cells is the reference (``age_sgd_real_cells``).
+  donor-held-out correlation on real cells is the reference (``age_sgd_real_cells``). The
+  ceiling of the timelapse rows (``age_*_vs_timelapse_real``): what a generator that wrote real
+  cells of the requested age would score. Each generated cell is stood in for by the real cell
+  of its type whose age is nearest its expected age (from the half of the real cells SGD is not
+  fitted on; the model reads it against contexts of other donors), and that cell's read age
+  minus the context age is correlated with its own age minus the context age.
 - Doublets (kept for comparison): gradient boosting on real cells vs summed pairs of real cells;
   the share of generated, random-gene and shuffled-rank cells it calls singlets. It calls most
   random-gene and shuffled-rank cells singlets too: it cannot tell them from real cells.
@@ -48,6 +53,7 @@ class _Sets:
     real: np.ndarray  # real cells, side A of the two-sample tests (and training set)
     real_rows: np.ndarray  # their rows in adata
     other_real: np.ndarray  # disjoint real cells: side B of real vs real
+    other_rows: np.ndarray  # their rows in adata
     generated: np.ndarray
     random_genes: np.ndarray
     shuffled_ranks: np.ndarray
@@ -68,12 +74,13 @@ def generated_check(
     pairs,
     tokens_key,
     cell_type_key: str,
-    model_ages: Callable[[np.ndarray, pd.DataFrame], np.ndarray | None] | None = None,
+    model_ages: Callable[..., np.ndarray | None] | None = None,
     n_real: int = 2000,
 ) -> list[dict]:
     """The rows of split ``generated`` (see the module docstring).
 
-    ``model_ages(tokens, obs)``: the model's age of each generated cell (or ``None``).
+    ``model_ages(tokens, obs)``: the model's age of each generated cell (or ``None``);
+    ``model_ages(rows=rows, gen=gen)``: of the real cells ``rows`` of ``adata``.
     """
     gdata, g_tokens = generated_tokens(generated, mod, vocab, tokens_key)
     if max_genes is None:
@@ -96,6 +103,7 @@ def generated_check(
         real=features(tokens[pool[:half]]),
         real_rows=pool[:half],
         other_real=features(tokens[pool[half:]]),
+        other_rows=pool[half:],
         generated=features(g_tokens),
         random_genes=features(_random_gene_cells(n_gen, cols.token_ids, vocab, max_genes, gen)),
         shuffled_ranks=features(_shuffle_ranks(_truncate(tokens[pool[half:]], max_genes), gen)),
@@ -103,7 +111,8 @@ def generated_check(
     seed = int(gen.integers(2**31 - 1))
     rows = _two_sample_rows(sets, gen, seed)
     rows += _cell_type_rows(sets, ctype, gdata, cell_type_key, seed)
-    rows += _age_rows(sets, ages, donors, gdata, g_tokens, model_ages, seed)
+    stand_in = _stand_ins(ctype[sets.other_rows], ages[sets.other_rows], gdata, cell_type_key, seed)
+    rows += _age_rows(sets, ages, donors, gdata, g_tokens, model_ages, seed, stand_in)
     rows += _doublet_rows(adata, sets, ctype, pool, pairs, vocab, tokens_key, features, gen, seed)
     return rows
 
@@ -209,8 +218,11 @@ def _cell_type_rows(sets: _Sets, ctype, gdata, cell_type_key: str, seed: int) ->
     ]
 
 
-def _age_rows(sets: _Sets, ages, donors, gdata, g_tokens, model_ages, seed) -> list[dict]:
-    """Ages read by SGD (and the model) from generated cells against the age they should have."""
+def _age_rows(sets: _Sets, ages, donors, gdata, g_tokens, model_ages, seed, stand_in) -> list:
+    """Ages read by SGD (and the model) from generated cells and from their real stand-ins.
+
+    ``stand_in``: each generated cell's stand-in, a position in ``sets.other_rows`` (-1: none).
+    """
     from sklearn.model_selection import GroupKFold, cross_val_predict
 
     need = ("expected_age_months", "context_age_months", "timelapse_months")
@@ -227,18 +239,58 @@ def _age_rows(sets: _Sets, ages, donors, gdata, g_tokens, model_ages, seed) -> l
             sgd_regressor(seed), sets.real, y, cv=GroupKFold(folds), groups=groups
         )
         rows.append(_correlation_row("age_sgd_real_cells", pred, y))
-    read = {"sgd": sgd_regressor(seed).fit(sets.real, y).predict(sets.generated)}
-    if model_ages is not None:
-        model_read = model_ages(g_tokens, obs)
-        if model_read is not None:
-            read["maxtoki"] = model_read
     expected = obs["expected_age_months"].to_numpy(float)
     context_age = obs["context_age_months"].to_numpy(float)
     timelapse = obs["timelapse_months"].to_numpy(float)
-    for name, age in read.items():
+    has = stand_in >= 0
+    real_rows = sets.other_rows[stand_in[has]]
+    real_timelapse = np.full(len(obs), np.nan)
+    real_timelapse[has] = ages[real_rows] - context_age[has]
+    sgd_fit = sgd_regressor(seed).fit(sets.real, y)
+    sgd_real = sgd_fit.predict(sets.other_real[stand_in[has]]) if has.any() else None
+    read = {"sgd": (sgd_fit.predict(sets.generated), _filled(has, sgd_real))}
+    if model_ages is not None:
+        model_read = model_ages(g_tokens, obs)
+        if model_read is not None:
+            # own draws of contexts: the rows after these keep their draws
+            real_read = model_ages(rows=real_rows, gen=np.random.default_rng(seed))
+            read["maxtoki"] = (model_read, _filled(has, real_read if has.any() else None))
+    for name, (age, real_age) in read.items():
         rows.append(_correlation_row(f"age_{name}_vs_expected_age", age, expected))
         rows.append(_correlation_row(f"age_{name}_vs_timelapse", age - context_age, timelapse))
+        rows.append(_correlation_row(
+            f"age_{name}_vs_timelapse_real", real_age - context_age, real_timelapse
+        ))  # fmt: skip
     return rows
+
+
+def _stand_ins(real_type, real_age, gdata, cell_type_key: str, seed: int) -> np.ndarray:
+    """For each generated cell, a real cell of its type nearest its expected age (-1: none).
+
+    Cells tied at the nearest age (a donor's cells) are drawn among at random.
+    """
+    gen = np.random.default_rng(seed)
+    obs = gdata.obs
+    out = np.full(len(obs), -1, dtype=np.int64)
+    if cell_type_key not in obs or "expected_age_months" not in obs:
+        return out
+    g_type = obs[cell_type_key].astype(str).to_numpy()
+    expected = obs["expected_age_months"].to_numpy(float)
+    real_type = real_type.astype(str)
+    for i, (t, e) in enumerate(zip(g_type, expected, strict=True)):
+        cand = np.flatnonzero(real_type == t)
+        if len(cand) and np.isfinite(e):
+            gap = np.abs(real_age[cand] - e)
+            out[i] = gen.choice(cand[gap == gap.min()])
+    return out
+
+
+def _filled(has: np.ndarray, values) -> np.ndarray:
+    """``values`` at the positions where ``has``, ``nan`` elsewhere."""
+    out = np.full(len(has), np.nan)
+    if values is not None:
+        out[has] = values
+    return out
 
 
 def _correlation_row(method: str, read: np.ndarray, target: np.ndarray) -> dict:

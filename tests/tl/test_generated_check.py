@@ -84,10 +84,28 @@ def test_copies_of_real_cells_pass_and_the_controls_behave():
     assert rows_df.loc["age_sgd_vs_timelapse", "spearman_r"] > 0.3
     for m in ("age_maxtoki_vs_expected_age", "age_maxtoki_vs_timelapse"):
         assert m in rows_df.index and rows_df.loc[m, "n_cells"] == len(rows)
+    # the ceiling has a stand-in for every copy (its power: the test below)
+    for m in ("age_sgd_vs_timelapse_real", "age_maxtoki_vs_timelapse_real"):
+        assert rows_df.loc[m, "n_cells"] == len(rows) and np.isfinite(rows_df.loc[m, "pearson_r"])
     # the doublet check is kept, on the controls too
     for m in ("doublet_classifier", "doublet_classifier_random_genes"):
         assert 0 <= rows_df.loc[m, "singlet_fraction"] <= 1
     assert "doublet_classifier_shuffled_ranks" in rows_df.index
+
+
+def test_the_ceiling_reads_real_cells_of_the_requested_ages():
+    """Requests spread over ±40 years: real stand-ins of those ages track them through SGD.
+
+    Were a stand-in's read age paired with another cell's request, or its timelapse taken from
+    the wrong cell, the correlation would fall towards 0.
+    """
+    adata, vocab, model = _setup()
+    gen = np.random.default_rng(5)
+    rows = np.sort(gen.choice(adata.n_obs, 150, replace=False))
+    dt = gen.integers(-480, 480, len(rows))
+    rows_df = _check(adata, vocab, model, _fake_generated(adata, rows, timelapse=dt))
+    # 0.58–0.75 over 12 draws (6 request draws × 2 random states; 2026-12-04)
+    assert rows_df.loc["age_sgd_vs_timelapse_real", "spearman_r"] > 0.45
 
 
 def test_cells_of_another_type_fail():
@@ -102,8 +120,21 @@ def test_cells_of_another_type_fail():
     n = int(rows_df.loc["real_vs_generated", "n_cells"])
     assert 0.5 + 4 * _null_sd(n) < rows_df.loc["real_vs_generated", "classifier_auc"] <= 1 - p / 2
     assert rows_df.loc["cell_type_generated", "cell_type_match"] == 0.0
-    # one timelapse: no correlation with it, said as nan
+    # one timelapse: no correlation with it, said as nan; no stand-in of the claimed type's
+    # ages differs from the age asked for, so the ceiling's timelapses vary and it has a value
     assert np.isnan(rows_df.loc["age_sgd_vs_timelapse", "pearson_r"])
+    assert rows_df.loc["age_sgd_vs_timelapse_real", "n_cells"] == len(rows)
+
+
+def test_a_type_without_real_cells_has_no_ceiling():
+    """Generated cells of a type no real cell has: no stand-ins, the ceiling rows are empty."""
+    adata, vocab, model = _setup()
+    rows = np.arange(0, 240, 3)
+    g = _fake_generated(adata, rows, cell_type="alien cell", timelapse=np.arange(len(rows)) * 6)
+    rows_df = _check(adata, vocab, model, g)
+    for m in ("age_sgd_vs_timelapse_real", "age_maxtoki_vs_timelapse_real"):
+        assert rows_df.loc[m, "n_cells"] == 0 and np.isnan(rows_df.loc[m, "pearson_r"])
+    assert rows_df.loc["age_sgd_vs_timelapse", "n_cells"] == len(rows)
 
 
 def test_two_sample_auc_is_an_out_of_fold_roc_auc():
@@ -143,3 +174,52 @@ def test_correlation_rows_equal_scipy():
     assert row["spearman_r"] == pytest.approx(spearmanr(x[ok], y[ok])[0])
     flat = _correlation_row("age_sgd_vs_timelapse", x, np.full(40, 12.0))
     assert np.isnan(flat["pearson_r"]) and np.isnan(flat["spearman_r"])
+
+
+def test_stand_ins_are_the_nearest_real_cells_of_the_type():
+    """Against a brute-force search: the type matches and no cell of it lies nearer in age."""
+    import anndata as ad
+    import pandas as pd
+
+    from maxtoki.tl._generated_check import _stand_ins
+
+    gen = np.random.default_rng(3)
+    real_type = gen.choice(["a", "b", "c"], 300)
+    real_age = gen.integers(0, 1000, 300).astype(float)
+    obs = pd.DataFrame({
+        "cell_type": gen.choice(["a", "b", "d"], 80),
+        "expected_age_months": gen.uniform(-100, 1200, 80),
+    })  # fmt: skip
+    picked = _stand_ins(real_type, real_age, ad.AnnData(obs=obs), "cell_type", seed=0)
+    for i, (t, e) in enumerate(zip(obs["cell_type"], obs["expected_age_months"], strict=True)):
+        same = real_type == t
+        if not same.any():  # type "d": no real cell of it
+            assert picked[i] == -1
+            continue
+        assert real_type[picked[i]] == t
+        assert abs(real_age[picked[i]] - e) == np.abs(real_age[same] - e).min()
+    assert (picked == _stand_ins(real_type, real_age, ad.AnnData(obs=obs), "cell_type", 0)).all()
+    # ties (a donor's cells share an age) are drawn among, not always the first
+    tied = _stand_ins(np.array(["a"] * 20), np.full(20, 5.0), ad.AnnData(obs=obs.iloc[:40].assign(
+        cell_type="a")), "cell_type", seed=1)  # fmt: skip
+    assert len(np.unique(tied)) > 5
+
+
+def test_real_cells_are_read_against_other_donors_only():
+    """_other_donors against a loop over the reference: a cell needs its group's other donors."""
+    from maxtoki.tl._contexts import Reference
+    from maxtoki.tl._evaluate import _other_donors
+
+    gen = np.random.default_rng(4)
+    groups = gen.choice(["x", "y", "z"], 60)
+    donors = gen.choice(["d1", "d2", "d3"], 60)
+    groups[:6], donors[:6] = "v", "d1"  # group v: one donor's cells only
+    ref = Reference([np.zeros(3)] * 60, np.zeros(60), groups, donors, np.arange(60), None)
+    q_groups = np.array(["v", "x", "y", "z", "w"] * 8)  # w: no reference cells at all
+    q_donors = gen.choice(["d1", "d2", "d3", "d4"], 40)
+    want = [
+        bool(((groups == g) & (donors != dn)).any())
+        for g, dn in zip(q_groups, q_donors, strict=True)
+    ]
+    assert _other_donors(ref, q_groups, q_donors).tolist() == want
+    assert not all(want) and any(want)
