@@ -362,6 +362,9 @@ def _generated_ages(
     gen=gen)`` reads real cells (rows of the data) the same way, with contexts of other donors
     drawn from ``gen``.
     """
+    pool = np.flatnonzero(d.train)  # the contexts' pool, built once for every call
+    ref = Reference([cells[i] for i in pool], d.ages[pool], groups[pool], d.donors[pool], pool,
+                    None)  # fmt: skip
 
     def read(tokens=None, obs=None, *, rows=None, gen=gen) -> np.ndarray | None:
         if rows is None and not set(groupby) <= set(obs.columns):
@@ -369,15 +372,11 @@ def _generated_ages(
         if rows is None:
             q_groups, q_donors = group_labels(obs, groupby, "generated cells"), None
             queries = [row[row != 0].astype(np.int64) for row in tokens]
-        else:
+            ok = np.isin(q_groups.astype(str), ref.groups.astype(str))
+        else:  # real cells: their contexts come from other donors of their group
             q_groups, q_donors = groups[rows], d.donors[rows]
             queries = [cells[i] for i in rows]
-        pool = np.flatnonzero(d.train)
-        ref = Reference([cells[i] for i in pool], d.ages[pool], groups[pool], d.donors[pool], pool,
-                        None)  # fmt: skip
-        ok = np.isin(q_groups.astype(str), ref.groups.astype(str))
-        if q_donors is not None:  # real cells: their contexts come from other donors
-            ok &= _other_donors(ref, q_groups, q_donors)
+            ok = _other_donors(ref, q_groups, q_donors)
         out = np.full(len(queries), np.nan)
         if ok.any():
             self_pos = _positions(pool, rows[ok]) if rows is not None else np.full(ok.sum(), -1)
@@ -398,11 +397,11 @@ def _generated_ages(
 
 def _other_donors(ref: Reference, groups: np.ndarray, donors: np.ndarray) -> np.ndarray:
     """Whether each cell's group has reference cells of a donor other than the cell's own."""
-    pairs = pd.DataFrame({"g": ref.groups.astype(str), "d": ref.donors}).drop_duplicates()
-    n_donors = pairs.groupby("g")["d"].nunique()
-    own = set(zip(pairs["g"], pairs["d"], strict=True))
+    donors_of: dict[str, set] = {}
+    for g, dn in zip(ref.groups.astype(str), ref.donors, strict=True):
+        donors_of.setdefault(g, set()).add(dn)
     return np.array([
-        n_donors.get(g, 0) - ((g, dn) in own) > 0
+        bool(donors_of.get(g, set()) - {dn})
         for g, dn in zip(groups.astype(str), donors, strict=True)
     ], dtype=bool)  # fmt: skip
 

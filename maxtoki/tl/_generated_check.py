@@ -254,7 +254,7 @@ def _age_rows(sets: _Sets, ages, donors, gdata, g_tokens, model_ages, seed, stan
         if model_read is not None:
             # own draws of contexts: the rows after these keep their draws
             real_read = model_ages(rows=real_rows, gen=np.random.default_rng(seed))
-            read["maxtoki"] = (model_read, _filled(has, real_read if has.any() else None))
+            read["maxtoki"] = (model_read, _filled(has, real_read))
     for name, (age, real_age) in read.items():
         rows.append(_correlation_row(f"age_{name}_vs_expected_age", age, expected))
         rows.append(_correlation_row(f"age_{name}_vs_timelapse", age - context_age, timelapse))
