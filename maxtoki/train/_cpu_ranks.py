@@ -8,8 +8,10 @@ benchmarks.training_throughput``). Weights travel to and from the ranks as safet
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
+import sys
 import tempfile
 import time
 import traceback
@@ -68,10 +70,15 @@ def fit_on_cpu_ranks(
         folder = Path(tmp)
         model.save_pretrained(folder / "start")
         options = {"verbosity": settings.verbosity, "progress": settings.progress}
-        data = (train_dataset, eval_dataset, config, vocab, options)
+        # the data go to the ranks through a queue, not as spawn's arguments: a rank that died
+        # before reading those would leave this process blocked on spawn's pipe for ever
+        inbox = mp.get_context("spawn").Queue()
+        inbox.cancel_join_thread()  # nor may data left unread hold this process at its exit
+        for _ in range(processes):
+            inbox.put((train_dataset, eval_dataset, config, vocab, options))
         ranks = mp.start_processes(
             _rank_main,
-            args=(processes, _free_port(), folder, *data),
+            args=(processes, _free_port(), folder, inbox),
             nprocs=processes,
             join=False,
             start_method="spawn",  # a fresh interpreter: safe beside the parent's threads
@@ -90,6 +97,8 @@ def fit_on_cpu_ranks(
             rank, trace = first
             message = f"training failed on rank {rank} (the first to fail):\n{trace}"
             raise RuntimeError(message) from None
+        finally:
+            inbox.close()
         trained = type(model).from_pretrained(folder / "trained")
         model.load_state_dict(trained.state_dict())
         return pd.read_json(folder / "history.json", orient="split")
@@ -111,20 +120,18 @@ def _first_failure(folder: Path) -> tuple[int, str] | None:
     return min(failures)[1:] if failures else None
 
 
-def _rank_main(
-    rank: int, world: int, port: int, folder: Path, train_dataset, eval_dataset,
-    config: TrainConfig, vocab, options: dict,
-) -> None:  # fmt: skip
-    """One rank: the process group from the environment, the model from ``folder``, fit.
+def _rank_main(rank: int, world: int, port: int, folder: Path, inbox) -> None:
+    """One rank: the group from the environment, data from ``inbox``, model from ``folder``, fit.
 
     Rank 0 writes the weights and the history into ``folder``; a rank that fails writes its
-    traceback and the time there first, so the parent can name the rank that failed first.
+    traceback and the time there first, so the parent can name the rank that failed first. The
+    process then ends at once with its exit code (``os._exit``).
     """
     import torch
+    import torch.distributed as dist
 
     from .._settings import settings
     from ..models import MaxToki
-    from ._distributed import destroy_distributed
     from ._trainer import Trainer
 
     os.environ.update(
@@ -132,17 +139,27 @@ def _rank_main(
         LOCAL_RANK=str(rank),
     )  # fmt: skip
     torch.set_num_threads(1)
-    settings.verbosity, settings.progress = options["verbosity"], options["progress"]
-    trainer = Trainer(
-        MaxToki.from_pretrained(folder / "start"), train_dataset, eval_dataset, config, vocab=vocab
-    )
+    code = 1
     try:
-        history = trainer.fit()
-        trainer.save_model(folder / "trained")
+        train_dataset, eval_dataset, config, vocab, options = inbox.get()
+        settings.verbosity, settings.progress = options["verbosity"], options["progress"]
+        # a peer that never answers fails the run in minutes, not after torch's default 30
+        dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=10))
+        trainer = Trainer(
+            MaxToki.from_pretrained(folder / "start"), train_dataset, eval_dataset, config,
+            vocab=vocab,
+        )  # fmt: skip
+        history = trainer.fit()  # joins the group above
+        trainer.save_model(folder / "trained")  # ends with a barrier: no collective follows
         if trainer.info.is_main:
             history.to_json(folder / "history.json", orient="split")
-    except Exception:  # before the group ends: the others fail after this one
+        code = 0
+    except Exception:  # before this rank ends: the others fail after it
         (folder / f"error_rank{rank}.txt").write_text(f"{time.time()}\n{traceback.format_exc()}")
-        raise
+        traceback.print_exc()
     finally:
-        destroy_distributed(trainer.info)
+        # end without the interpreter's teardown: gloo's destroy_process_group and exit can hang
+        # now and then (pytorch/pytorch#75097), and the parent waits for every rank to exit
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -93,3 +94,24 @@ def test_a_failing_rank_raises_here_and_ends_the_others(cells, tmp_path):
     with pytest.raises(RuntimeError, match=r"(?s)failed on rank 0 \(the first.*not_a_folder"):
         _train(adata, vocab, model=model, processes=2, out_dir=str(blocker))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+class _EndsItsProcess:
+    """Unpickled in a rank, ends that process at once (as a crash or the OOM killer would)."""
+
+    def __reduce__(self):
+        return os._exit, (3,)
+
+
+@pytest.mark.timeout(180)
+def test_a_rank_that_dies_while_starting_raises_here(cells):
+    _, vocab = cells
+    model = mt.train.build_model("tiny", vocab=vocab, overrides=SMALL, seed=0)
+    config = mt.train.TrainConfig(device="cpu", global_batch_size=2, micro_batch_size=1)
+    # the ranks die before reading the 8 MB after the first dataset: spawn's pipe would block
+    # the parent's write of it for ever, with no rank left to read it
+    unread = np.zeros(2**20)
+    with pytest.raises(Exception, match="exit code 3"):
+        mt.train.fit_on_cpu_ranks(
+            model, _EndsItsProcess(), unread, config, vocab=vocab, processes=2
+        )
