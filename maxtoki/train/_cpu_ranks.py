@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import os
 import socket
-import sys
 import tempfile
 import time
 import traceback
@@ -84,8 +83,7 @@ def fit_on_cpu_ranks(
             start_method="spawn",  # a fresh interpreter: safe beside the parent's threads
         )  # fmt: skip
         try:
-            while not ranks.join():  # raises if a rank fails
-                pass
+            _wait(ranks, done=folder / "history.json")
         except BaseException as error:  # an error or an interrupt (Jupyter's stop button)
             for process in ranks.processes:  # end them all
                 if process.is_alive():
@@ -111,6 +109,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _wait(ranks, done: Path, grace: float = 60.0) -> None:
+    """Wait for the ranks to exit, raising if one fails.
+
+    Once ``done`` exists (rank 0 writes it after the last collective) a rank still alive after
+    ``grace`` seconds is ended: gloo's teardown can hang now and then (pytorch/pytorch#75097).
+    """
+    finished = None
+    while not ranks.join(timeout=1):
+        if finished is None and done.exists():
+            finished = time.monotonic()
+        if finished is not None and time.monotonic() - finished > grace:
+            for process in ranks.processes:
+                if process.is_alive():
+                    process.terminate()
+                process.join()
+            return
+
+
 def _first_failure(folder: Path) -> tuple[int, str] | None:
     """The rank that failed first and its traceback, from the ranks' error files."""
     failures = []
@@ -124,8 +140,7 @@ def _rank_main(rank: int, world: int, port: int, folder: Path, inbox) -> None:
     """One rank: the group from the environment, data from ``inbox``, model from ``folder``, fit.
 
     Rank 0 writes the weights and the history into ``folder``; a rank that fails writes its
-    traceback and the time there first, so the parent can name the rank that failed first. The
-    process then ends at once with its exit code (``os._exit``).
+    traceback and the time there first, so the parent can name the rank that failed first.
     """
     import torch
     import torch.distributed as dist
@@ -139,7 +154,6 @@ def _rank_main(rank: int, world: int, port: int, folder: Path, inbox) -> None:
         LOCAL_RANK=str(rank),
     )  # fmt: skip
     torch.set_num_threads(1)
-    code = 1
     try:
         train_dataset, eval_dataset, config, vocab, options = inbox.get()
         settings.verbosity, settings.progress = options["verbosity"], options["progress"]
@@ -153,13 +167,9 @@ def _rank_main(rank: int, world: int, port: int, folder: Path, inbox) -> None:
         trainer.save_model(folder / "trained")  # ends with a barrier: no collective follows
         if trainer.info.is_main:
             history.to_json(folder / "history.json", orient="split")
-        code = 0
-    except Exception:  # before this rank ends: the others fail after it
+    except Exception:  # before the group ends: the others fail after this one
         (folder / f"error_rank{rank}.txt").write_text(f"{time.time()}\n{traceback.format_exc()}")
-        traceback.print_exc()
+        raise
     finally:
-        # end without the interpreter's teardown: gloo's destroy_process_group and exit can hang
-        # now and then (pytorch/pytorch#75097), and the parent waits for every rank to exit
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
 import torch
 
 import maxtoki as mt
+from maxtoki.train._cpu_ranks import _wait
 
 pytestmark = [
     pytest.mark.slow,
@@ -115,3 +118,45 @@ def test_a_rank_that_dies_while_starting_raises_here(cells):
         mt.train.fit_on_cpu_ranks(
             model, _EndsItsProcess(), unread, config, vocab=vocab, processes=2
         )
+
+
+class _Ranks:
+    """What ``_wait`` uses of torch's ProcessContext: ``join(timeout)`` and ``processes``."""
+
+    def __init__(self, processes):
+        self.processes = processes
+
+    def join(self, timeout):
+        time.sleep(timeout)
+        return not any(process.is_alive() for process in self.processes)
+
+
+def _sleepers(seconds):
+    processes = [
+        multiprocessing.get_context("spawn").Process(target=time.sleep, args=(s,)) for s in seconds
+    ]
+    for process in processes:
+        process.start()
+    return processes
+
+
+@pytest.mark.timeout(120)
+def test_ranks_hung_after_their_work_are_ended(tmp_path):
+    done = tmp_path / "history.json"
+    done.write_text("{}")
+    hung = _sleepers([600, 600])  # as ranks stuck in gloo's teardown
+    start = time.monotonic()
+    _wait(_Ranks(hung), done=done, grace=2)
+    assert time.monotonic() - start < 60
+    assert [process.exitcode for process in hung] == [-15, -15]  # SIGTERM
+
+
+@pytest.mark.timeout(120)
+def test_ranks_are_waited_for_until_they_exit(tmp_path):
+    done = tmp_path / "history.json"
+    slow = _sleepers([4, 1])  # no output yet: no grace, however long they take
+    _wait(_Ranks(slow), done=done, grace=0)
+    done.write_text("{}")
+    exiting = _sleepers([4, 1])  # the output written, they exit within the grace
+    _wait(_Ranks(exiting), done=done, grace=30)
+    assert [process.exitcode for process in slow + exiting] == [0, 0, 0, 0]
