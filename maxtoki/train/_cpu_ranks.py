@@ -85,9 +85,7 @@ def fit_on_cpu_ranks(
         try:
             _wait(ranks, done=folder / "history.json")
         except BaseException as error:  # an error or an interrupt (Jupyter's stop button)
-            for process in ranks.processes:  # end them all
-                if process.is_alive():
-                    process.terminate()
+            _end(ranks.processes)
             first = _first_failure(folder)
             if first is None or not isinstance(error, Exception):
                 raise
@@ -120,11 +118,16 @@ def _wait(ranks, done: Path, grace: float = 60.0) -> None:
         if finished is None and done.exists():
             finished = time.monotonic()
         if finished is not None and time.monotonic() - finished > grace:
-            for process in ranks.processes:
-                if process.is_alive():
-                    process.terminate()
-                process.join()
+            _end(ranks.processes)
             return
+
+
+def _end(processes) -> None:
+    """Terminate the processes still alive and reap them all."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+        process.join()
 
 
 def _first_failure(folder: Path) -> tuple[int, str] | None:
@@ -143,10 +146,10 @@ def _rank_main(rank: int, world: int, port: int, folder: Path, inbox) -> None:
     traceback and the time there first, so the parent can name the rank that failed first.
     """
     import torch
-    import torch.distributed as dist
 
     from .._settings import settings
     from ..models import MaxToki
+    from ._distributed import DistInfo, destroy_distributed, init_distributed
     from ._trainer import Trainer
 
     os.environ.update(
@@ -154,11 +157,12 @@ def _rank_main(rank: int, world: int, port: int, folder: Path, inbox) -> None:
         LOCAL_RANK=str(rank),
     )  # fmt: skip
     torch.set_num_threads(1)
+    info = DistInfo()
     try:
         train_dataset, eval_dataset, config, vocab, options = inbox.get()
         settings.verbosity, settings.progress = options["verbosity"], options["progress"]
         # a peer that never answers fails the run in minutes, not after torch's default 30
-        dist.init_process_group("gloo", timeout=datetime.timedelta(minutes=10))
+        info = init_distributed("cpu", timeout=datetime.timedelta(minutes=10))
         trainer = Trainer(
             MaxToki.from_pretrained(folder / "start"), train_dataset, eval_dataset, config,
             vocab=vocab,
@@ -171,5 +175,4 @@ def _rank_main(rank: int, world: int, port: int, folder: Path, inbox) -> None:
         (folder / f"error_rank{rank}.txt").write_text(f"{time.time()}\n{traceback.format_exc()}")
         raise
     finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        destroy_distributed(info)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Literal
 
 import torch
@@ -33,11 +34,12 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(device: str = "auto") -> DistInfo:
+def init_distributed(device: str = "auto", timeout: timedelta | None = None) -> DistInfo:
     """Join the process group that torchrun describes in the environment (else a single process).
 
     ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` select the rank; the backend is NCCL on CUDA and
-    gloo on CPU; each rank uses ``cuda:LOCAL_RANK``.
+    gloo on CPU; each rank uses ``cuda:LOCAL_RANK``. ``timeout`` bounds the rendezvous and every
+    collective (``None``: torch's default).
     """
     from .._settings import settings
 
@@ -59,7 +61,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
         dev, backend = torch.device(resolved), "gloo"
     if not dist.is_initialized():
         kwargs = {"device_id": dev} if backend == "nccl" else {}
-        dist.init_process_group(backend=backend, **kwargs)
+        dist.init_process_group(backend=backend, timeout=timeout, **kwargs)
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev, initialized=True)
 
 
