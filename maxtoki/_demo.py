@@ -86,7 +86,7 @@ def run_demo(
     Returns
     -------
     The summary written to ``out/summary.json``: the evaluation table, the acceleration table,
-    the generated-cell checks and timings.
+    the generated-cell checks, timings and the environment (:func:`maxtoki.logging.print_versions`).
     """
     import matplotlib
 
@@ -96,6 +96,7 @@ def run_demo(
     import torch
 
     import maxtoki as mt
+    from maxtoki._versions import versions
 
     torch.set_num_threads(mt.settings.n_threads)  # every core (benchmarks/training_throughput.py)
     cfg = DEMO_SETTINGS["quick" if quick else "full"]
@@ -186,6 +187,7 @@ def run_demo(
         "age_acceleration": acceleration.to_dict(orient="records"),
         "generated_check": generated_summary(table).to_dict(orient="records"),
         "timings_s": timings,
+        "environment": versions(),  # the same seed trains another model on another CPU
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     print(format_report(table, acceleration, timings))

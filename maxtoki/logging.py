@@ -23,7 +23,17 @@ import logging
 import sys
 from datetime import datetime, timedelta
 
-__all__ = ["HINT", "debug", "error", "handler", "hint", "info", "logger", "warning"]
+__all__ = [
+    "HINT",
+    "debug",
+    "error",
+    "handler",
+    "hint",
+    "info",
+    "logger",
+    "print_versions",
+    "warning",
+]
 
 #: Level of :func:`hint` lines, between ``logging.DEBUG`` and ``logging.INFO`` (as in scanpy).
 HINT = 15
@@ -157,6 +167,27 @@ def hint(msg: str, *, time: datetime | None = None, deep: str | None = None) -> 
 def debug(msg: str, *, time: datetime | None = None, deep: str | None = None) -> datetime:
     """Log at debug level (verbosity 4) and return the current time."""
     return _log(logging.DEBUG, msg, time=time, deep=deep)
+
+
+def print_versions(*, file=None) -> None:
+    """Print what results are computed with, one ``name  version`` line each (as scanpy's).
+
+    Python, the platform and CPU, torch with the instruction set of its CPU kernels, its threads
+    and CUDA, and the versions of maxtoki's dependencies and extras. The same seed can train a
+    different model on another CPU, so quote these lines with a result. The same values are in
+    every ``maxtoki demo`` results folder (``summary.json``, ``"environment"``).
+
+    Parameters
+    ----------
+    file
+        Where to print (default ``sys.stdout``).
+    """
+    from ._versions import versions
+
+    found = versions()
+    width = max(map(len, found))
+    for name, value in found.items():
+        print(f"{name:<{width}}  {value}", file=file or sys.stdout)
 
 
 def _progress_bar(total: int, *, desc: str, unit: str = "cell", show: bool = True):

@@ -7,6 +7,7 @@ import pytest
 
 from maxtoki._cli import main
 from maxtoki._demo import DEMO_SETTINGS
+from maxtoki._versions import PACKAGES, versions
 
 
 @pytest.mark.slow
@@ -15,6 +16,9 @@ def test_demo_quick_prints_the_table_and_beats_naive(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Age prediction" in printed and "Age acceleration" in printed
     summary = json.loads((tmp_path / "summary.json").read_text())
+    environment, now = summary["environment"], versions()  # what the numbers were computed with
+    assert set(environment) == set(now)
+    assert all(environment[name] == now[name] for name in PACKAGES)
     rows = summary["evaluation"]
     assert "heldout_donor" in {r["split"] for r in rows}  # the donors kept out of training
     for split in ("heldout_cell_type", "heldout_age"):
