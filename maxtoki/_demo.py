@@ -331,6 +331,10 @@ GENERATED_ROWS = (
     ("age_sgd_vs_timelapse", "pearson_r", "r SGD age - context age vs timelapse"),
     ("age_sgd_vs_timelapse_real", "pearson_r", "... the same, real cells (ceiling)"),
     ("age_sgd_real_cells", "pearson_r", "r SGD age vs age (real, held-out donors)"),
+    ("age_ridge_vs_expected_age", "pearson_r", "r ridge age vs expected age"),
+    ("age_ridge_vs_timelapse", "pearson_r", "r ridge age - context age vs timelapse"),
+    ("age_ridge_vs_timelapse_real", "pearson_r", "... the same, real cells (ceiling)"),
+    ("age_ridge_real_cells", "pearson_r", "r ridge age vs age (real, held-out donors)"),
     ("doublet_classifier", "singlet_fraction", "doublet detector: singlets (generated)"),
     ("doublet_classifier_random_genes", "singlet_fraction", "... singlets (random genes)"),
     ("doublet_classifier_shuffled_ranks", "singlet_fraction", "... singlets (shuffled ranks)"),
@@ -363,7 +367,8 @@ def format_report(table, acceleration, timings) -> str:
     age_table = (
         error.round(0).astype("Int64").astype(str) + " mo / r " + pearson.round(2).astype(str)
     )
-    methods = ("maxtoki_second_pass", "maxtoki_calibrated", "maxtoki", "sgd", "sgd_offset", "naive")
+    methods = ("maxtoki_second_pass", "maxtoki_calibrated", "maxtoki")
+    methods += ("sgd", "sgd_offset", "ridge", "ridge_offset", "naive")
     order = [m for m in methods if m in age_table.index]
     age_table = age_table.loc[order + [m for m in age_table.index if m not in order]]
     splits = [s for s in ("heldout_cell_type", "heldout_age", "heldout_donor") if s in age_table]

@@ -28,7 +28,14 @@ from .._keys import (
     table_to_uns,
 )
 from .._validate import max_genes_of, model_vocab
-from ._baselines import METRIC_COLUMNS, median_ci, metrics, naive, reference_offset, sgd
+from ._baselines import (
+    METRIC_COLUMNS,
+    linear_baselines,
+    median_ci,
+    metrics,
+    naive,
+    reference_offset,
+)
 from ._calibration import fit_calibration
 from ._contexts import Reference, draw_contexts, predict_ages
 from ._generated_check import generated_check, generated_tokens
@@ -89,19 +96,19 @@ def evaluate(
     types or ages. The last two take contexts of training ages only; held-out donors' cells are
     never contexts nor training cells. Methods: ``maxtoki`` (:func:`maxtoki.tl.predict_time`'s
     prompts, contexts of the same cell type and sex from other donors, median over contexts),
-    ``naive`` (the most common training age of the cell type and sex), ``sgd`` (``SGDRegressor`` on
-    standardised log-normalised expression, fitted on the training cells), ``sgd_offset`` (``sgd``
-    plus its mean residual, true minus predicted age, on the distinct cells of the query's contexts,
-    both passes' with ``second_pass``: the linear anchor that sees what the model sees) and, with
-    ``ablations``, the model with the context's genes masked, the query's genes masked, or every
-    cell's gene order shuffled. Metrics: median absolute error (with a bootstrap 95% interval),
-    Pearson r and bias over cells, and the same over donors (a donor's cells of one cell type
-    averaged; ``nan`` with ``donor_key=None``). With ``generated``, rows of split ``generated``
-    check the generated cells against the training cells: classifier two-sample tests
-    (cross-validated AUC of real vs generated, with the controls real vs real, real vs random genes
-    and real vs shuffled ranks), the share of generated cells a classifier trained on real cells
-    calls the context's cell type, the age read from them (by SGD and the model) against the age
-    requested and, as a ceiling, real cells of that age read alike (``age_*_real``), doublets.
+    ``naive`` (the most common training age of the type and sex), ``sgd`` (``SGDRegressor`` on
+    standardised log-normalised expression, fitted on training cells), ``sgd_offset`` (``sgd`` plus
+    its mean residual (true minus predicted age) on the distinct cells of the query's contexts, both
+    passes' with ``second_pass``), ``ridge`` and ``ridge_offset`` (the same linear model solved
+    exactly, penalty by leave-one-out) and, with ``ablations``, the model with the context's genes
+    masked, the query's genes masked, or every cell's gene order shuffled. Metrics: median absolute
+    error (with a bootstrap 95% interval), Pearson r and bias over cells, and the same over donors
+    (a donor's cells of one cell type averaged; ``nan`` with ``donor_key=None``). With
+    ``generated``, rows of split ``generated`` check the generated cells against the training cells:
+    classifier two-sample tests (cross-validated AUC of real vs generated; controls: real vs real,
+    vs random genes, vs shuffled ranks), the share a classifier trained on real cells calls the
+    context's type, the age read from them (by SGD, ridge and the model) against the age requested
+    and, as a ceiling, real cells of that age read alike (``age_*_real``), doublets.
 
     Parameters
     ----------
@@ -177,12 +184,12 @@ def evaluate(
     gen = as_generator(random_state)
     d.splits = {k: _subsample(v, n_cells, gen) for k, v in d.splits.items()}
     naive_age = naive(d.ctype, d.sex, d.ages, d.train)
-    sgd_at = sgd(adata, tokens_key, d.ages, d.train, gen) if d.splits else None
+    linear_at = linear_baselines(adata, tokens_key, d.ages, d.train, gen) if d.splits else None
     runner, encoder = _runner_encoder(model, vocab, batch_size, device, max_genes)
     cells = tokens.cells()
     groups = group_labels(adata.obs, (cell_type_key, sex_key), "data")
     rows, errors = _age_rows(
-        d, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at,
+        d, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, linear_at,
         donor_key is not None, reading,
     )  # fmt: skip
     if generated is not None:
@@ -261,7 +268,7 @@ def _subsample(rows: np.ndarray, n: int | None, gen) -> np.ndarray:
 
 
 def _age_rows(
-    d: _Design, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, sgd_at,
+    d: _Design, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, linear_at,
     by_donor: bool, reading: _Reading,
 ) -> tuple[list[dict], list[tuple[np.ndarray, np.ndarray]]]:  # fmt: skip
     """The metric rows of every split and method, with each row's cell and donor errors."""
@@ -274,9 +281,11 @@ def _age_rows(
             split, q, d, cells, groups, runner, encoder, ablations, vocab, gen,
             reading,
         )  # fmt: skip
-        sgd_age = sgd_at(np.union1d(q, context_rows))
-        offset = reference_offset(d.ages - sgd_age, context_rows)
-        preds.update(naive=naive_age[q], sgd=sgd_age[q], sgd_offset=sgd_age[q] + offset)
+        linear = linear_at(np.union1d(q, context_rows))
+        preds["naive"] = naive_age[q]
+        for name, age in linear.items():  # each linear baseline, and it plus its offset
+            preds[name] = age[q]
+            preds[f"{name}_offset"] = age[q] + reference_offset(d.ages - age, context_rows)
         for m, p in preds.items():
             row, cell_err, donor_err = metrics(split, m, p, d.ages[q], unit, d.donors[q])
             rows.append(row)

@@ -69,7 +69,8 @@ def test_mudata_and_errors(trained):
     md = mudata_of(small)
     df = mt.tl.evaluate(md, model=model, vocab=vocab, n_cells=20, n_contexts=1, max_genes=MAX_GENES)
     assert "maxtoki_evaluate" in md.mod["rna"].uns and "maxtoki_evaluate" in md.uns
-    assert df["method"].tolist() == ["maxtoki", "naive", "sgd", "sgd_offset"]
+    methods = ["maxtoki", "naive", "sgd", "sgd_offset", "ridge", "ridge_offset"]
+    assert df["method"].tolist() == methods
     with pytest.raises(ValueError, match="heldout_cell_types"):
         mt.tl.evaluate(small, model=model, vocab=vocab, heldout_cell_types=["dragon"])
     with pytest.raises(ValueError, match="nothing to evaluate"):

@@ -1,6 +1,7 @@
 """mt.tl.evaluate's baselines and noise bars, checked against computations done by hand.
 
-An untrained tiny model is enough here: the baselines (``sgd``, ``sgd_offset``, ``naive``), the
+An untrained tiny model is enough here: the baselines (``sgd``, ``sgd_offset``, ``ridge``,
+``naive``), the
 donor-level errors and the bootstrap intervals do not depend on what the model predicts.
 """
 
@@ -97,6 +98,59 @@ def _by_hand(adata, sgd_params):
     return ages, splits, sgd_age, naive_age
 
 
+def _ridge_by_hand(adata):
+    """The ``ridge`` baseline from scratch in NumPy: standardise features and ages, choose the
+    penalty by exact leave-one-out (intercept unpenalised) over ``RIDGE_ALPHAS``, solve."""
+    from maxtoki.tl._baselines import RIDGE_ALPHAS
+
+    obs = adata.obs
+    ages = obs["age_months"].to_numpy(float)
+    ref = (obs["condition"] == "control").to_numpy() & np.isfinite(ages)
+    in_type = obs["cell_type"].isin(adata.uns["aging_atlas"]["heldout_cell_types"]).to_numpy()
+    train = ref & ~in_type & ~((ages >= HELDOUT_AGES[0]) & (ages <= HELDOUT_AGES[1]))
+    counts = sp.csr_matrix(adata.X, dtype=float).toarray()
+    lognorm = np.log1p(counts * (1e4 / counts.sum(axis=1, keepdims=True)))
+    mu, sd = lognorm[train].mean(0), lognorm[train].std(0)
+    sd[sd == 0] = 1.0
+    X = (lognorm - mu) / sd
+    y_mean, y_sd = ages[train].mean(), ages[train].std()
+    y = (ages[train] - y_mean) / y_sd
+    A = np.column_stack([np.ones(train.sum()), X[train]])
+
+    def solve(alpha):
+        penalty = np.diag(np.r_[0.0, np.full(X.shape[1], alpha)])
+        return np.linalg.solve(A.T @ A + penalty, A.T), penalty
+
+    def loo(alpha):
+        inverse, _ = solve(alpha)
+        hat = A @ inverse
+        return np.mean(((y - hat @ y) / (1 - np.diag(hat))) ** 2)
+
+    alpha = RIDGE_ALPHAS[int(np.argmin([loo(a) for a in RIDGE_ALPHAS]))]
+    w = solve(alpha)[0] @ y
+    return (w[0] + X @ w[1:]) * y_sd + y_mean
+
+
+def test_ridge_and_its_offset_match_a_numpy_ridge_by_hand(run):
+    adata, table, contexts, sgd_params = run
+    ages, splits, sgd_age, _ = _by_hand(adata, sgd_params)
+    ridge_age = _ridge_by_hand(adata)
+    rows = table.set_index(["split", "method"])
+    for (split, q), ctx in zip(splits.items(), contexts, strict=True):
+        residual = ages - ridge_age
+        offset = np.array([residual[np.unique(c)].mean() for c in ctx])
+        for method, pred in (("ridge", ridge_age[q]), ("ridge_offset", ridge_age[q] + offset)):
+            row = rows.loc[(split, method)]
+            np.testing.assert_allclose(
+                row["median_abs_error_months"], np.median(np.abs(pred - ages[q])), rtol=1e-6
+            )
+            np.testing.assert_allclose(
+                row["pearson_r"], np.corrcoef(pred, ages[q])[0, 1], rtol=1e-6
+            )
+        # a different model from SGD's, not a copy of it
+        assert not np.allclose(ridge_age[q], sgd_age[q], atol=1.0)
+
+
 def test_sgd_offset_and_donor_errors_match_by_hand(run):
     adata, table, contexts, sgd_params = run
     ages, splits, sgd_age, naive_age = _by_hand(adata, sgd_params)
@@ -182,7 +236,7 @@ def test_plot_draws_the_offset_baseline_with_its_intervals(run):
     _, table, _, _ = run
     ax = mt.pl.evaluation(table, unit="months", show=False)
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["maxtoki", "naive", "sgd", "sgd_offset"]
+    assert legend == ["maxtoki", "naive", "sgd", "sgd_offset", "ridge", "ridge_offset"]
     colors = [c[0].get_facecolor() for c in ax.containers if isinstance(c, BarContainer)]
     assert len(set(colors)) == len(legend)  # the offset baseline has a colour of its own
     errorbars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
