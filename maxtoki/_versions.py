@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from importlib import metadata, util
+from importlib import metadata
 
 #: Distributions reported by :func:`versions`, beside Python, the machine and torch's details.
 PACKAGES = (
@@ -29,7 +29,6 @@ def versions() -> dict[str, str]:
     system tells it), ``torch cpu kernels`` (the instruction set of torch's CPU kernels, e.g.
     ``AVX512``; the same seed trains another model with other kernels, docs/benchmarks.md),
     ``torch threads`` and ``cuda`` (the GPU's name and CUDA version, or ``"not available"``).
-    Torch is imported only when it is installed.
     """
     out = {"python": platform.python_version(), "platform": platform.platform(), "cpu": _cpu()}
     for name in PACKAGES:
@@ -37,16 +36,15 @@ def versions() -> dict[str, str]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = "not installed"
-    if util.find_spec("torch") is not None:
-        import torch
+    import torch  # a dependency; imported here, not when maxtoki is
 
-        out["torch cpu kernels"] = torch.backends.cpu.get_cpu_capability()
-        out["torch threads"] = str(torch.get_num_threads())
-        out["cuda"] = (
-            f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
-            if torch.cuda.is_available()
-            else "not available"
-        )
+    out["torch cpu kernels"] = torch.backends.cpu.get_cpu_capability()
+    out["torch threads"] = str(torch.get_num_threads())
+    out["cuda"] = (
+        f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"
+        if torch.cuda.is_available()
+        else "not available"
+    )
     return out
 
 

@@ -65,20 +65,26 @@ def run():
     return adata, table, contexts, sgd_params[0]
 
 
-def _by_hand(adata, sgd_params):
-    """Splits, SGD predictions over all cells, and the naive ages, computed here from scratch."""
-    obs = adata.obs
-    ages = obs["age_months"].to_numpy(float)
-    ref = (obs["condition"] == "control").to_numpy() & np.isfinite(ages)
-    in_type = obs["cell_type"].isin(adata.uns["aging_atlas"]["heldout_cell_types"]).to_numpy()
+def _design(adata):
+    """Ages, the training mask, the splits and log-normalised expression, from scratch."""
+    ages = adata.obs["age_months"].to_numpy(float)
+    ref = (adata.obs["condition"] == "control").to_numpy() & np.isfinite(ages)
+    heldout_types = adata.uns["aging_atlas"]["heldout_cell_types"]
+    in_type = adata.obs["cell_type"].isin(heldout_types).to_numpy()
     in_age = (ages >= HELDOUT_AGES[0]) & (ages <= HELDOUT_AGES[1])
-    train = ref & ~in_type & ~in_age
     splits = {
         "heldout_cell_type": np.flatnonzero(ref & in_type),
         "heldout_age": np.flatnonzero(ref & in_age & ~in_type),
     }
     counts = sp.csr_matrix(adata.X, dtype=float).toarray()
     lognorm = np.log1p(counts * (1e4 / counts.sum(axis=1, keepdims=True)))
+    return ages, ref & ~in_type & ~in_age, splits, lognorm
+
+
+def _by_hand(adata, sgd_params):
+    """Splits, SGD predictions over all cells, and the naive ages, computed here from scratch."""
+    obs = adata.obs
+    ages, train, splits, lognorm = _design(adata)
     sgd = TransformedTargetRegressor(
         regressor=make_pipeline(StandardScaler(), SGDRegressor(**sgd_params)),
         transformer=StandardScaler(),
@@ -103,13 +109,7 @@ def _ridge_by_hand(adata):
     penalty by exact leave-one-out (intercept unpenalised) over ``RIDGE_ALPHAS``, solve."""
     from maxtoki.tl._baselines import RIDGE_ALPHAS
 
-    obs = adata.obs
-    ages = obs["age_months"].to_numpy(float)
-    ref = (obs["condition"] == "control").to_numpy() & np.isfinite(ages)
-    in_type = obs["cell_type"].isin(adata.uns["aging_atlas"]["heldout_cell_types"]).to_numpy()
-    train = ref & ~in_type & ~((ages >= HELDOUT_AGES[0]) & (ages <= HELDOUT_AGES[1]))
-    counts = sp.csr_matrix(adata.X, dtype=float).toarray()
-    lognorm = np.log1p(counts * (1e4 / counts.sum(axis=1, keepdims=True)))
+    ages, train, _, lognorm = _design(adata)
     mu, sd = lognorm[train].mean(0), lognorm[train].std(0)
     sd[sd == 0] = 1.0
     X = (lognorm - mu) / sd
