@@ -368,7 +368,8 @@ def format_report(table, acceleration, timings) -> str:
         error.round(0).astype("Int64").astype(str) + " mo / r " + pearson.round(2).astype(str)
     )
     methods = ("maxtoki_second_pass", "maxtoki_calibrated", "maxtoki")
-    methods += ("sgd", "sgd_offset", "ridge", "ridge_offset", "naive")
+    methods += ("sgd", "sgd_offset", "ridge", "ridge_offset", "ridge_top_genes")
+    methods += ("ridge_top_genes_offset", "naive")
     order = [m for m in methods if m in age_table.index]
     age_table = age_table.loc[order + [m for m in age_table.index if m not in order]]
     splits = [s for s in ("heldout_cell_type", "heldout_age", "heldout_donor") if s in age_table]

@@ -1,8 +1,8 @@
 """Baselines and metrics of :func:`maxtoki.tl.evaluate` (private).
 
-Baselines: naive, SGDRegressor, SGDRegressor plus the reference offset, and ridge regression
-(the same linear model fitted exactly). Metrics: errors over cells and donors, with bootstrap
-intervals on the median errors.
+Baselines: naive, SGDRegressor, SGDRegressor plus the reference offset, ridge regression (the
+same linear model fitted exactly) and ridge on the genes the model reads. Metrics: errors over
+cells and donors, with bootstrap intervals on the median errors.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ._expression import log_normalised
 
@@ -70,13 +71,16 @@ def linear_baselines(
     ages: np.ndarray,
     train: np.ndarray,
     gen,
+    view: Callable[[np.ndarray], sp.csr_matrix],
     max_train: int = 20000,
 ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
-    """``sgd`` and ``ridge`` on standardised log-normalised expression, fitted on ``train`` cells.
+    """``sgd``, ``ridge`` and ``ridge_top_genes``, fitted on ``train`` cells.
 
-    ``sgd`` is the paper's SGDRegressor (:func:`sgd_regressor`); ``ridge`` is the same linear model
-    fitted exactly, its penalty chosen by leave-one-out over :data:`RIDGE_ALPHAS`
-    (:func:`ridge_regressor`), on at most :data:`RIDGE_MAX_TRAIN` of SGD's cells. Returns
+    ``sgd`` is the paper's SGDRegressor on standardised log-normalised expression
+    (:func:`sgd_regressor`); ``ridge`` is the same linear model fitted exactly, its penalty chosen
+    by leave-one-out over :data:`RIDGE_ALPHAS` (:func:`ridge_regressor`), on at most
+    :data:`RIDGE_MAX_TRAIN` of SGD's cells; ``ridge_top_genes`` is ridge on ``view(rows)``, the
+    genes the model reads of each cell (:func:`top_gene_presence`), centred, not scaled. Returns
     ``predict(rows)``: each baseline's ages over all cells, ``nan`` outside ``rows``.
     """
     fit_rows = np.flatnonzero(train)
@@ -87,16 +91,37 @@ def linear_baselines(
     models = {"sgd": sgd_regressor(int(gen.integers(2**31 - 1))).fit(X, y)}
     ridge_rows = np.unique(np.linspace(0, len(fit_rows) - 1, RIDGE_MAX_TRAIN).astype(int))
     models["ridge"] = ridge_regressor().fit(X[ridge_rows], y[ridge_rows])
+    seen = view(fit_rows[ridge_rows])
+    genes = np.unique(seen.indices)  # genes no training cell shows get no weight
+    top_genes = ridge_regressor(scale=False).fit(seen[:, genes].toarray(), y[ridge_rows])
 
     def predict(rows: np.ndarray) -> dict[str, np.ndarray]:
-        out = {name: np.full(adata.n_obs, np.nan) for name in models}
+        out = {name: np.full(adata.n_obs, np.nan) for name in (*models, "ridge_top_genes")}
         if len(rows):
             features = log_normalised(adata, tokens_key, rows).toarray()
             for name, model in models.items():
                 out[name][rows] = model.predict(features)
+            out["ridge_top_genes"][rows] = top_genes.predict(view(rows)[:, genes].toarray())
         return out
 
     return predict
+
+
+def top_gene_presence(
+    tokens: np.ndarray, rows: np.ndarray, is_gene: np.ndarray, max_genes: int | None
+) -> sp.csr_matrix:
+    """1 where a gene is among a cell's first ``max_genes`` gene tokens: what the model reads.
+
+    ``tokens``: rank-ordered token matrix; ``is_gene``: which token ids are genes. Returns
+    ``(len(rows), len(is_gene))``, columns indexed by token id.
+    """
+    cells = np.asarray(tokens[rows], dtype=np.int64)
+    genes = is_gene[cells]
+    if max_genes is not None:
+        genes &= np.cumsum(genes, axis=1) <= max_genes
+    row, col = np.nonzero(genes)
+    values = np.ones(len(row))
+    return sp.csr_matrix((values, (row, cells[row, col])), shape=(len(cells), len(is_gene)))
 
 
 def sgd_regressor(seed: int):
@@ -112,21 +137,25 @@ def sgd_regressor(seed: int):
     )  # fmt: skip
 
 
-def ridge_regressor():
-    """The ``ridge`` baseline's unfitted model: RidgeCV on standardised features and ages."""
+def ridge_regressor(scale: bool = True):
+    """The ``ridge`` baseline's unfitted model: RidgeCV on standardised features and ages.
+
+    ``scale=False`` centres the features without scaling them (0/1 features: a rare gene
+    scaled to unit variance would take a large weight).
+    """
     from sklearn.linear_model import RidgeCV
 
-    return _standardised(RidgeCV(alphas=RIDGE_ALPHAS))
+    return _standardised(RidgeCV(alphas=RIDGE_ALPHAS), scale)
 
 
-def _standardised(regressor):
-    """``regressor`` on standardised features, predicting standardised ages."""
+def _standardised(regressor, scale: bool = True):
+    """``regressor`` on centred (and, with ``scale``, scaled) features, standardised ages."""
     from sklearn.compose import TransformedTargetRegressor
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     return TransformedTargetRegressor(
-        regressor=make_pipeline(StandardScaler(with_mean=True), regressor),
+        regressor=make_pipeline(StandardScaler(with_std=scale), regressor),
         transformer=StandardScaler(),
     )
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,7 @@ from ._baselines import (
     metrics,
     naive,
     reference_offset,
+    top_gene_presence,
 )
 from ._calibration import fit_calibration
 from ._contexts import Reference, draw_contexts, predict_ages
@@ -97,18 +99,18 @@ def evaluate(
     never contexts nor training cells. Methods: ``maxtoki`` (:func:`maxtoki.tl.predict_time`'s
     prompts, contexts of the same cell type and sex from other donors, median over contexts),
     ``naive`` (the most common training age of the type and sex), ``sgd`` (``SGDRegressor`` on
-    standardised log-normalised expression, fitted on training cells), ``sgd_offset`` (``sgd`` plus
-    its mean residual (true minus predicted age) on the distinct cells of the query's contexts, both
-    passes' with ``second_pass``), ``ridge`` and ``ridge_offset`` (the same linear model solved
-    exactly, penalty by leave-one-out) and, with ``ablations``, the model with the context's genes
-    masked, the query's genes masked, or every cell's gene order shuffled. Metrics: median absolute
-    error (with a bootstrap 95% interval), Pearson r and bias over cells, and the same over donors
-    (a donor's cells of one cell type averaged; ``nan`` with ``donor_key=None``). With
-    ``generated``, rows of split ``generated`` check the generated cells against the training cells:
-    classifier two-sample tests (cross-validated AUC of real vs generated; controls: real vs real,
-    vs random genes, vs shuffled ranks), the share a classifier trained on real cells calls the
-    context's type, the age read from them (by SGD, ridge and the model) against the age requested
-    and, as a ceiling, real cells of that age read alike (``age_*_real``), doublets.
+    standardised log-normalised expression), ``sgd_offset`` (plus its mean residual on the query's
+    context cells, both passes'), ``ridge`` (the same linear model solved exactly, penalty by
+    leave-one-out), ``ridge_top_genes`` (ridge on which genes are among each cell's top
+    ``max_genes``: what the model reads), each with its ``_offset``, and, with ``ablations``, the
+    model with context or query genes masked, or gene order shuffled. Metrics: median absolute error
+    (with a bootstrap 95% interval), Pearson r and bias over cells, and the same over donors (a
+    donor's cells of one cell type averaged; ``nan`` with ``donor_key=None``). With ``generated``,
+    rows of split ``generated`` check the generated cells against the training cells: classifier
+    two-sample tests (cross-validated AUC of real vs generated; controls: real vs real, vs random
+    genes, vs shuffled ranks), the share a classifier trained on real cells calls the context's
+    type, the age read from them (by SGD, ridge and the model) against the age requested and, as a
+    ceiling, real cells of that age read alike (``age_*_real``), doublets.
 
     Parameters
     ----------
@@ -184,7 +186,7 @@ def evaluate(
     gen = as_generator(random_state)
     d.splits = {k: _subsample(v, n_cells, gen) for k, v in d.splits.items()}
     naive_age = naive(d.ctype, d.sex, d.ages, d.train)
-    linear_at = linear_baselines(adata, tokens_key, d.ages, d.train, gen) if d.splits else None
+    linear_at = _linear(adata, tokens_key, tokens.matrix, vocab, max_genes, d, gen)
     runner, encoder = _runner_encoder(model, vocab, batch_size, device, max_genes)
     cells = tokens.cells()
     groups = group_labels(adata.obs, (cell_type_key, sex_key), "data")
@@ -204,6 +206,19 @@ def evaluate(
     key = _store(adata, mdata, key_added, table, _params(locals(), d, runner))
     logg.info(f"    added uns[{key!r}] ({len(table)} rows)", time=start)
     return table
+
+
+def _linear(adata, tokens_key, tokens, vocab, max_genes, d: _Design, gen):
+    """The linear baselines' ``predict(rows)``; ``None`` without splits.
+
+    The model's view of a cell, for ``ridge_top_genes``: its first ``max_genes`` gene tokens.
+    """
+    if not d.splits:
+        return None
+    is_gene = np.zeros(len(vocab), dtype=bool)
+    is_gene[vocab.gene_token_ids] = True
+    view = functools.partial(top_gene_presence, tokens, is_gene=is_gene, max_genes=max_genes)
+    return linear_baselines(adata, tokens_key, d.ages, d.train, gen, view)
 
 
 def _runner_encoder(model, vocab, batch_size, device, max_genes) -> tuple:

@@ -70,6 +70,7 @@ def test_mudata_and_errors(trained):
     df = mt.tl.evaluate(md, model=model, vocab=vocab, n_cells=20, n_contexts=1, max_genes=MAX_GENES)
     assert "maxtoki_evaluate" in md.mod["rna"].uns and "maxtoki_evaluate" in md.uns
     methods = ["maxtoki", "naive", "sgd", "sgd_offset", "ridge", "ridge_offset"]
+    methods += ["ridge_top_genes", "ridge_top_genes_offset"]
     assert df["method"].tolist() == methods
     with pytest.raises(ValueError, match="heldout_cell_types"):
         mt.tl.evaluate(small, model=model, vocab=vocab, heldout_cell_types=["dragon"])

@@ -1,8 +1,8 @@
 """mt.tl.evaluate's baselines and noise bars, checked against computations done by hand.
 
 An untrained tiny model is enough here: the baselines (``sgd``, ``sgd_offset``, ``ridge``,
-``naive``), the
-donor-level errors and the bootstrap intervals do not depend on what the model predicts.
+``ridge_top_genes``, ``naive``), the donor-level errors and the bootstrap intervals do not
+depend on what the model predicts.
 """
 
 from __future__ import annotations
@@ -104,15 +104,23 @@ def _by_hand(adata, sgd_params):
     return ages, splits, sgd_age, naive_age
 
 
-def _ridge_by_hand(adata):
-    """The ``ridge`` baseline from scratch in NumPy: standardise features and ages, choose the
+def _top_genes_by_hand(adata, vocab, max_genes):
+    """1 where a gene is among a cell's first ``max_genes`` genes of its token row."""
+    genes = set(vocab.gene_token_ids.tolist())
+    X = np.zeros((adata.n_obs, len(vocab)))
+    for i, row in enumerate(np.asarray(adata.obsm["maxtoki_tokens"])):
+        X[i, [t for t in row if t in genes][:max_genes]] = 1.0
+    return X
+
+
+def _ridge_by_hand(X, ages, train, scale=True):
+    """Ridge from scratch in NumPy: centre (and scale) features, standardise ages, choose the
     penalty by exact leave-one-out (intercept unpenalised) over ``RIDGE_ALPHAS``, solve."""
     from maxtoki.tl._baselines import RIDGE_ALPHAS
 
-    ages, train, _, lognorm = _design(adata)
-    mu, sd = lognorm[train].mean(0), lognorm[train].std(0)
+    mu, sd = X[train].mean(0), X[train].std(0) if scale else np.ones(X.shape[1])
     sd[sd == 0] = 1.0
-    X = (lognorm - mu) / sd
+    X = (X - mu) / sd
     y_mean, y_sd = ages[train].mean(), ages[train].std()
     y = (ages[train] - y_mean) / y_sd
     A = np.column_stack([np.ones(train.sum()), X[train]])
@@ -131,24 +139,31 @@ def _ridge_by_hand(adata):
     return (w[0] + X @ w[1:]) * y_sd + y_mean
 
 
-def test_ridge_and_its_offset_match_a_numpy_ridge_by_hand(run):
+def test_ridges_and_their_offsets_match_a_numpy_ridge_by_hand(run):
     adata, table, contexts, sgd_params = run
     ages, splits, sgd_age, _ = _by_hand(adata, sgd_params)
-    ridge_age = _ridge_by_hand(adata)
+    _, train, _, lognorm = _design(adata)
+    top = _top_genes_by_hand(adata, _small()[1], FAST["max_genes"])
+    assert (top.sum(1) == FAST["max_genes"]).all()  # the model's view: 8 of ~100 genes a cell
+    ridges = {
+        "ridge": _ridge_by_hand(lognorm, ages, train),
+        "ridge_top_genes": _ridge_by_hand(top, ages, train, scale=False),
+    }
     rows = table.set_index(["split", "method"])
     for (split, q), ctx in zip(splits.items(), contexts, strict=True):
-        residual = ages - ridge_age
-        offset = np.array([residual[np.unique(c)].mean() for c in ctx])
-        for method, pred in (("ridge", ridge_age[q]), ("ridge_offset", ridge_age[q] + offset)):
-            row = rows.loc[(split, method)]
-            np.testing.assert_allclose(
-                row["median_abs_error_months"], np.median(np.abs(pred - ages[q])), rtol=1e-6
-            )
-            np.testing.assert_allclose(
-                row["pearson_r"], np.corrcoef(pred, ages[q])[0, 1], rtol=1e-6
-            )
-        # a different model from SGD's, not a copy of it
-        assert not np.allclose(ridge_age[q], sgd_age[q], atol=1.0)
+        for name, age in ridges.items():
+            offset = np.array([(ages - age)[np.unique(c)].mean() for c in ctx])
+            for method, pred in ((name, age[q]), (f"{name}_offset", age[q] + offset)):
+                row = rows.loc[(split, method)]
+                np.testing.assert_allclose(
+                    row["median_abs_error_months"], np.median(np.abs(pred - ages[q])), rtol=1e-6
+                )
+                np.testing.assert_allclose(
+                    row["pearson_r"], np.corrcoef(pred, ages[q])[0, 1], rtol=1e-6
+                )
+        # different models, not copies of each other or of SGD
+        assert not np.allclose(ridges["ridge"][q], sgd_age[q], atol=1.0)
+        assert not np.allclose(ridges["ridge_top_genes"][q], ridges["ridge"][q], atol=1.0)
 
 
 def test_sgd_offset_and_donor_errors_match_by_hand(run):
@@ -236,7 +251,10 @@ def test_plot_draws_the_offset_baseline_with_its_intervals(run):
     _, table, _, _ = run
     ax = mt.pl.evaluation(table, unit="months", show=False)
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["maxtoki", "naive", "sgd", "sgd_offset", "ridge", "ridge_offset"]
+    assert legend == [
+        "maxtoki", "naive", "sgd", "sgd_offset", "ridge", "ridge_offset", "ridge_top_genes",
+        "ridge_top_genes_offset",
+    ]  # fmt: skip
     colors = [c[0].get_facecolor() for c in ax.containers if isinstance(c, BarContainer)]
     assert len(set(colors)) == len(legend)  # the offset baseline has a colour of its own
     errorbars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
