@@ -48,6 +48,11 @@ MAX_GENES = 64  # top-ranked genes per cell in prompts: a small model trains on 
 #: stage-1 steps, 427–553 steps' worth, on the idle 2-core machine (seeds 0–2, 2026-12-04).
 AFTER_TRAINING_STEPS = 560
 MIN_STAGE2_SECONDS = 60.0
+#: Stage 2's prompts per step (TrainConfig's global batch): the demo draws a fresh prompt for every
+#: training example; one per cell, read ~19 times each, were learned by heart (docs/benchmarks.md).
+PROMPTS_PER_STEP = 32
+#: Validation micro-batches of stage 2: 80 prompts, as many as one per cell gave before.
+EVAL_BATCHES = 10
 #: Training prompts of the demo: contexts sorted in time, no Δt = 0 questions, queries drawn over
 #: cells. Measured with ``maxtoki demo --quick`` (seeds 0/1/2, held-out cell type median |error|):
 #: 232/160/158 months vs 289/200/200 with the official sampler (docs/benchmarks.md).
@@ -216,8 +221,9 @@ def _train(train_cells, vocab, cfg, device, seed, *, started):
     # the sorted sampler: on this budget it learns faster than the official one (see
     # SORTED_SAMPLER); the library's default stays the official sampler
     prompts = mt.pp.trajectories(
-        train_cells, n_context=2, time_range=vocab.time_range, random_state=seed, **SORTED_SAMPLER
-    )
+        train_cells, n_context=2, n_prompts=cfg["steps"] * PROMPTS_PER_STEP,
+        time_range=vocab.time_range, random_state=seed, **SORTED_SAMPLER,
+    )  # fmt: skip
     # stage 1 on the training cells alone; stage 2 continues from it (docs/benchmarks.md:
     # lower held-out errors than stage 2 alone)
     common = {"max_genes_per_cell": MAX_GENES, "device": device, "random_state": seed}
@@ -241,7 +247,12 @@ def _train(train_cells, vocab, cfg, device, seed, *, started):
         n_context=2,
         # task_mix: share of TimeBetweenCells prompts; time_budget: wall-clock seconds, the
         # steps that fit (at most `steps`) are measured after the first ones
-        config={"task_mix": cfg["task_mix"], "time_budget": budget},
+        config={
+            "task_mix": cfg["task_mix"],
+            "time_budget": budget,
+            "global_batch_size": PROMPTS_PER_STEP,
+            "eval_batches": EVAL_BATCHES,
+        },
         **new,
         **common,
     )

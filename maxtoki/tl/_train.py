@@ -75,7 +75,10 @@ def train(
     steps
         Optimizer steps.
     time_key, groupby, holdout, n_context, task, n_prompts
-        Passed to :func:`maxtoki.pp.trajectories` when ``prompts`` is ``None``.
+        Passed to :func:`maxtoki.pp.trajectories` when ``prompts`` is ``None``. ``n_prompts=None``
+        draws one prompt per training cell, or one per training example (``steps ×
+        global_batch_size``) where that is more: a prompt read many times over is learned by
+        heart (docs/benchmarks.md), and a prompt table that repeats so is warned about.
     max_genes_per_cell
         Keep each cell's top-ranked genes only (64 trains a small model on a CPU in minutes).
     model_overrides
@@ -152,11 +155,13 @@ def train(
 
         prompts = trajectories(
             adata, time_key=time_key, groupby=groupby, holdout=holdout, n_context=n_context,
-            task=task, n_prompts=n_prompts, random_state=random_state,
-            time_range=vocab.time_range, mod=mod,
+            task=task, n_prompts=_n_prompts(n_prompts, adata.n_obs, cfg),
+            random_state=random_state, time_range=vocab.time_range, mod=mod,
         )  # fmt: skip
     max_length = cfg.max_length or net.config.max_position_embeddings
     train_ds, val_ds = build_datasets(cfg, source, vocab, max_length=max_length, prompts=prompts)
+    if stage == 2:
+        _warn_if_prompts_repeat(len(train_ds), cfg)
     # saved with the model and read by the mt.tl tools, which cut cells to as many genes
     net.config.max_genes_per_cell = max_genes_per_cell
     if processes == 1:
@@ -187,6 +192,28 @@ def _check_types(config, prompts, vocab) -> None:
         raise TypeError(
             f"vocab must be a maxtoki.pp.GeneVocab (the tokens' vocabulary) or None, got "
             f"{type(vocab).__name__}"
+        )
+
+
+def _n_prompts(n_prompts: int | None, n_cells: int, cfg: TrainConfig) -> int | None:
+    """``n_prompts``, or (``None``) one per training example where there are more than cells."""
+    examples = cfg.steps * cfg.global_batch_size
+    return n_prompts if n_prompts is not None or examples <= n_cells else examples
+
+
+#: Stage 2 warns when its steps would read each training prompt more often than this.
+MAX_PROMPT_READS = 4
+
+
+def _warn_if_prompts_repeat(n_prompts: int, cfg: TrainConfig) -> None:
+    """Warn when the steps read each prompt many times: a small model learns them by heart."""
+    examples = cfg.steps * cfg.global_batch_size
+    if n_prompts and examples > MAX_PROMPT_READS * n_prompts:
+        logg.warning(
+            f"stage 2 reads each of its {n_prompts:,} training prompts ~{examples / n_prompts:.0f} "
+            f"times in {cfg.steps} steps, and a small model learns them by heart "
+            f"(docs/benchmarks.md): draw fresh ones, `n_prompts={examples}` (mt.tl.train or "
+            "mt.pp.trajectories)"
         )
 
 
