@@ -58,9 +58,9 @@ def naive(ctype: np.ndarray, sex: np.ndarray, ages: np.ndarray, train: np.ndarra
     )
 
 
-#: Ridge penalties searched (leave-one-out, on standardised features and ages) by ``ridge``.
+#: Ridge penalties searched by leave-one-out by ``ridge`` and ``ridge_top_genes``.
 RIDGE_ALPHAS = np.logspace(-1, 5, 13)
-#: The ``ridge`` baseline fits on at most this many training cells (evenly spaced): its
+#: ``ridge`` and ``ridge_top_genes`` fit on at most this many training cells (evenly spaced): the
 #: leave-one-out search costs ``n² × genes``.
 RIDGE_MAX_TRAIN = 5000
 
