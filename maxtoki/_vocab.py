@@ -243,6 +243,14 @@ class GeneVocab:
         )
 
     @cached_property
+    def is_gene_token(self) -> np.ndarray:
+        """Which token ids are gene tokens: a read-only boolean mask of length ``len(self)``."""
+        mask = np.zeros(len(self), dtype=bool)
+        mask[self.gene_token_ids] = True
+        mask.flags.writeable = False
+        return mask
+
+    @cached_property
     def gene_ids(self) -> np.ndarray:
         """Gene IDs in token order."""
         return np.array([self.tokens[i] for i in self.gene_token_ids], dtype=object)

@@ -163,8 +163,7 @@ def _decode_table(
                 "decode with the vocabulary used by mt.pp.tokenize"
             )
         names = np.array(vocab.tokens, dtype=object)
-        is_gene = np.zeros(len(vocab), dtype=bool)
-        is_gene[vocab.gene_token_ids] = True
+        is_gene = vocab.is_gene_token
         if symbols is not None and tid_key in ad.var.columns:
             tid = ad.var[tid_key].to_numpy()
             ok = tid >= 0

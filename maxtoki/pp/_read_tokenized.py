@@ -370,12 +370,6 @@ def _special_message(vocab: GeneVocab, token: int, cell: int) -> str:
     )
 
 
-def _gene_table(vocab: GeneVocab) -> np.ndarray:
-    is_gene = np.zeros(len(vocab), dtype=bool)
-    is_gene[vocab.gene_token_ids] = True
-    return is_gene
-
-
 def _names(meta: pd.DataFrame, names_key: str | None) -> np.ndarray:
     if names_key is None:
         return meta.index.astype(str).to_numpy()
@@ -387,7 +381,7 @@ def _to_adata(ds, source, vocab, keys, names_key, chunk_size, key_added) -> AnnD
     """Read every chunk, check it, and build the AnnData (nothing is written before the end)."""
     from anndata import AnnData
 
-    is_gene = _gene_table(vocab)
+    is_gene = vocab.is_gene_token
     dtype = token_dtype(vocab)
     columns = list(dict.fromkeys([*keys, *([names_key] if names_key else [])]))
     flats, metas = [], []
@@ -435,7 +429,7 @@ def _to_adata(ds, source, vocab, keys, names_key, chunk_size, key_added) -> AnnD
 
 def _to_store(ds, source, out: Path, vocab, keys, names_key, chunk_size) -> TokenStore:
     """Check every cell, then write (or resume) the store shard by shard."""
-    is_gene = _gene_table(vocab)
+    is_gene = vocab.is_gene_token
     for s, _, flat, lens, _ in _chunks(ds, chunk_size, []):
         _check_cells(flat, lens, vocab, s, is_gene)
     params = {"source": "hf_dataset", "chunk_size": chunk_size, "obs_keys": keys,

@@ -215,9 +215,9 @@ def _linear(adata, tokens_key, tokens, vocab, max_genes, d: _Design, gen):
     """
     if not d.splits:
         return None
-    is_gene = np.zeros(len(vocab), dtype=bool)
-    is_gene[vocab.gene_token_ids] = True
-    view = functools.partial(top_gene_presence, tokens, is_gene=is_gene, max_genes=max_genes)
+    view = functools.partial(
+        top_gene_presence, tokens, is_gene=vocab.is_gene_token, max_genes=max_genes
+    )
     return linear_baselines(adata, tokens_key, d.ages, d.train, gen, view)
 
 

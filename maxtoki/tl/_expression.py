@@ -59,8 +59,7 @@ def rank_expression_map(
         rows = np.sort(np.random.default_rng(seed).choice(rows, max_cells, replace=False))
     cols = vocab_columns(adata, vocab, tokens_key)
     X = log_normalised(adata, tokens_key, rows)
-    is_gene = np.zeros(len(vocab), dtype=bool)
-    is_gene[vocab.gene_token_ids] = True
+    is_gene = vocab.is_gene_token
     cell_idx, token, rank = [], [], []
     for r, row in zip(rows, tokens[rows], strict=True):
         genes = row[is_gene[row]]
@@ -90,8 +89,7 @@ def reconstruct_expression(
     """Log-normalised expression (CSR, cells × ``cols`` genes) of a token matrix via the map."""
     import scipy.sparse as sp
 
-    is_gene = np.zeros(len(vocab), dtype=bool)
-    is_gene[vocab.gene_token_ids] = True
+    is_gene = vocab.is_gene_token
     data, indices, indptr = [], [], [0]
     for row in tokens:
         genes = row[is_gene[row]]

@@ -160,8 +160,6 @@ def train(
         )  # fmt: skip
     max_length = cfg.max_length or net.config.max_position_embeddings
     train_ds, val_ds = build_datasets(cfg, source, vocab, max_length=max_length, prompts=prompts)
-    if stage == 2:
-        _warn_if_prompts_repeat(len(train_ds), cfg)
     # saved with the model and read by the mt.tl tools, which cut cells to as many genes
     net.config.max_genes_per_cell = max_genes_per_cell
     if processes == 1:
@@ -199,22 +197,6 @@ def _n_prompts(n_prompts: int | None, n_cells: int, cfg: TrainConfig) -> int | N
     """``n_prompts``, or (``None``) one per training example where there are more than cells."""
     examples = cfg.steps * cfg.global_batch_size
     return n_prompts if n_prompts is not None or examples <= n_cells else examples
-
-
-#: Stage 2 warns when its steps would read each training prompt more often than this.
-MAX_PROMPT_READS = 4
-
-
-def _warn_if_prompts_repeat(n_prompts: int, cfg: TrainConfig) -> None:
-    """Warn when the steps read each prompt many times: a small model learns them by heart."""
-    examples = cfg.steps * cfg.global_batch_size
-    if n_prompts and examples > MAX_PROMPT_READS * n_prompts:
-        logg.warning(
-            f"stage 2 reads each of its {n_prompts:,} training prompts ~{examples / n_prompts:.0f} "
-            f"times in {cfg.steps} steps, and a small model learns them by heart "
-            f"(docs/benchmarks.md): draw fresh ones, `n_prompts={examples}` (mt.tl.train or "
-            "mt.pp.trajectories)"
-        )
 
 
 def _config(config, steps: int, max_genes_per_cell, overrides: dict[str, Any]):

@@ -114,8 +114,7 @@ def vocab_columns(adata: AnnData, vocab: GeneVocab, tokens_key: str) -> VocabCol
         key = "ensembl_id" if "ensembl_id" in adata.var.columns else None
         names = adata.var[key].astype(str) if key else adata.var_names.astype(str)
         ids = np.array([vocab.token_to_id.get(g, -1) for g in names], dtype=np.int64)
-    is_gene = np.zeros(len(vocab), dtype=bool)
-    is_gene[vocab.gene_token_ids] = True
+    is_gene = vocab.is_gene_token
     ok = (ids >= 0) & (ids < len(vocab))
     ok[ok] = is_gene[ids[ok]]
     rows = np.flatnonzero(ok)

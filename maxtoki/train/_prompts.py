@@ -576,6 +576,24 @@ def build_datasets(
         "max_genes_per_cell": config.max_genes_per_cell,
         "truncate": config.truncate,
     }
+    _warn_if_prompts_repeat(len(train_rows), config)
     train = PromptDataset(train_rows, tokens, task_mix=config.task_mix, seed=config.seed, **kw)
     val = PromptDataset(val_rows, tokens, **kw) if len(val_rows) else None
     return train, val
+
+
+#: Stage 2 warns when its steps would read each training prompt more often than this.
+MAX_PROMPT_READS = 4
+
+
+def _warn_if_prompts_repeat(n_prompts: int, config: TrainConfig) -> None:
+    """Warn when the steps read each prompt many times: a small model learns them by heart."""
+    examples = config.steps * config.global_batch_size
+    if n_prompts and examples > MAX_PROMPT_READS * n_prompts:
+        logg.warning(
+            f"stage 2 reads each of its {n_prompts:,} training prompts ~{examples / n_prompts:.0f} "
+            f"times in {config.steps} steps, and a small model learns them by heart "
+            f"(docs/benchmarks.md): draw fresh ones, {examples:,} of them "
+            f"(`n_prompts={examples}` in mt.tl.train or mt.pp.trajectories, "
+            f"`--n-prompts {examples}` in `maxtoki prompts`)"
+        )

@@ -205,6 +205,13 @@ def test_official_vocab_without_reference_files():
     assert t.time_token_id(1499) == 23_274
     assert t.boq_id == 23_275 and t.eoq_id == 23_276
     assert t.tokens[-2:] == ("<boq>", "<eoq>")
+    # the gene mask: genes only, never special, time or query tokens; read-only (it is shared)
+    mask = t.is_gene_token
+    assert mask.shape == (23_277,) and mask.sum() == 20_271
+    assert np.array_equal(np.flatnonzero(mask), t.gene_token_ids)
+    assert not mask[[0, 1, 2, 3, 20_275, 23_274, 23_275, 23_276]].any()
+    with pytest.raises(ValueError, match="read-only"):
+        mask[0] = True
     # tokens of either vocabulary serve models of both
     assert t.encoding_hash == v.encoding_hash and t.hash != v.hash
     fields = t.model_config_fields()
