@@ -195,8 +195,9 @@ def _check_types(config, prompts, vocab) -> None:
 
 def _n_prompts(n_prompts: int | None, n_cells: int, cfg: TrainConfig) -> int | None:
     """``n_prompts``, or (``None``) one per training example where there are more than cells."""
-    examples = cfg.steps * cfg.global_batch_size
-    return n_prompts if n_prompts is not None or examples <= n_cells else examples
+    if n_prompts is not None or cfg.n_examples <= n_cells:
+        return n_prompts
+    return cfg.n_examples
 
 
 def _config(config, steps: int, max_genes_per_cell, overrides: dict[str, Any]):

@@ -306,6 +306,11 @@ class TrainConfig:
             config.resume = _resolve_path(config.resume, base, "resume", config.restrict_paths)
         return config
 
+    @property
+    def n_examples(self) -> int:
+        """Training examples the run reads: ``steps × global_batch_size``."""
+        return self.steps * self.global_batch_size
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML-safe values."""
         out = dataclasses.asdict(self)

@@ -588,7 +588,7 @@ MAX_PROMPT_READS = 4
 
 def _warn_if_prompts_repeat(n_prompts: int, config: TrainConfig) -> None:
     """Warn when the steps read each prompt many times: a small model learns them by heart."""
-    examples = config.steps * config.global_batch_size
+    examples = config.n_examples
     if n_prompts and examples > MAX_PROMPT_READS * n_prompts:
         logg.warning(
             f"stage 2 reads each of its {n_prompts:,} training prompts ~{examples / n_prompts:.0f} "
