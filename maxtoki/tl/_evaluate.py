@@ -356,22 +356,26 @@ def _model_predictions(
             runner, encoder, rc, ref.times, qc, contexts, desc=f"evaluate {split} {method}"
         )
         out[method] = np.median(pred, axis=1)
-        if reading.calibrate and method == "maxtoki":
+        if method != "maxtoki":
+            continue
+        first = pred  # the first pass's reads (calibrated when asked)
+        if reading.calibrate:
             calibration = fit_calibration(
                 runner, encoder, ref, groups[q], n_context_cells=reading.n_context_cells, gen=gen,
                 n_views=reading.n_views, desc=f"evaluate {split} calibration",
             )  # fmt: skip
             dts = calibration.apply(dts, groups[q], d.donors[q])
-            out["maxtoki_calibrated"] = np.median(ref.times[contexts[:, :, -1]] + dts, axis=1)
-    if reading.second_pass:
+            first = ref.times[contexts[:, :, -1]] + dts
+            out["maxtoki_calibrated"] = np.median(first, axis=1)
+    if reading.second_pass:  # the median over both passes' reads
         ages, _, again = refine_ages(
             runner, encoder, ref, variants["maxtoki"][1], groups[q], d.donors[q],
-            _positions(pool, q), out["maxtoki_calibrated" if reading.calibrate else "maxtoki"],
+            _positions(pool, q), np.median(first, axis=1),
             n_contexts=reading.n_contexts, n_context_cells=reading.n_context_cells, gen=gen,
             groupby="cell type and sex", desc=f"evaluate {split} second pass",
             calibration=calibration,
         )  # fmt: skip
-        out["maxtoki_second_pass"] = np.median(ages, axis=1)
+        out["maxtoki_second_pass"] = np.median(np.hstack([first, ages]), axis=1)
         contexts = np.concatenate([contexts, again], axis=1)
     return out, pool[contexts]
 

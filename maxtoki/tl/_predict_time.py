@@ -83,7 +83,8 @@ def predict_time(
     second_pass
         Read each cell again (not in the official release): of ``4 × n_contexts`` new contexts,
         the ``n_contexts`` whose last cell's age is nearest the first (calibrated) estimate,
-        never the cell's true age, through the same lines. Twice the model calls.
+        never the cell's true age, through the same lines; both passes' reads are then
+        aggregated together. Twice the model calls.
     {max_genes}
     {batch_size}
     {device}
@@ -98,11 +99,12 @@ def predict_time(
     ``None``, or the modified copy with ``copy=True``. Writes
 
     ``obs[f'{key_added}_age']``
-        Predicted age (months): last context age + timelapse, aggregated over contexts.
+        Predicted age (months): last context age + timelapse, aggregated over contexts (both
+        passes' with ``second_pass``).
     ``obs[f'{key_added}_timelapse']``
         Predicted timelapse (months) from the last context cell to the cell, aggregated.
     ``obs[f'{key_added}_age_std']``
-        Standard deviation of the per-context age predictions (months).
+        Standard deviation of the per-context age predictions (months; 0 from one read).
     ``uns[f'{key_added}_predict_time']['params']``
         The parameters used; with ``calibrate``, ``['calibration']`` holds each group's line
         (``group``, ``intercept_months``, ``slope``, ``n_pairs``).
@@ -154,16 +156,17 @@ def predict_time(
         ages = ref.times[contexts[:, :, -1]] + dts
         lines = calibration.table()
     agg = np.median if aggregate == "median" else np.mean
-    if second_pass:
-        ages, dts, _ = refine_ages(
+    if second_pass:  # the second pass's reads join the first's
+        again, again_dts, _ = refine_ages(
             runner, encoder, ref, queries, query_groups, donors, query_self, agg(ages, axis=1),
             n_contexts=n_contexts, n_context_cells=n_context_cells, gen=gen, groupby=groupby,
             desc="predict_time second pass", calibration=calibration,
         )  # fmt: skip
+        ages, dts = np.hstack([ages, again]), np.hstack([dts, again_dts])
     keys = [slot(key_added, n) for n in ("age", "timelapse", "age_std")]
     adata.obs[keys[0]] = agg(ages, axis=1)
     adata.obs[keys[1]] = agg(dts, axis=1)
-    adata.obs[keys[2]] = ages.std(axis=1, ddof=1) if n_contexts > 1 else np.zeros(adata.n_obs)
+    adata.obs[keys[2]] = ages.std(axis=1, ddof=1) if ages.shape[1] > 1 else np.zeros(adata.n_obs)
     adata.uns[slot(key_added, "predict_time")] = {
         "params": _params(locals(), ref, runner, vocab, use_donor=ref.donors is not None)
     }

@@ -5,7 +5,8 @@ accurate the farther the query lies from the last context cell. The second pass 
 ``OVERSAMPLE × n_contexts`` contexts per query exactly as the first pass does (the query's group,
 never the query itself nor its donor), keeps the ``n_contexts`` whose last cell's age is nearest
 the query's first estimate (never its true age) and reads them again, through the first pass's
-calibration lines when there are any. Measured on the demo in docs/benchmarks.md.
+calibration lines when there are any; ``predict_time`` and ``evaluate`` then aggregate both passes'
+reads together. Measured on the demo in docs/benchmarks.md.
 """
 
 from __future__ import annotations

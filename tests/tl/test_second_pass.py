@@ -3,7 +3,8 @@
 The kept contexts are checked against the candidates the pass drew (the nearest last-cell ages
 to the first estimate, never the query nor its donor), the read-out against a fake model and a
 known calibration line, and the tools against their own first pass: the query's true age never
-enters, the same seed gives the same ages, and bad flags leave the AnnData unchanged.
+enters, the same seed gives the same ages, both passes' reads are aggregated together, and bad
+flags leave the AnnData unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from tl_setup import MAX_GENES, controls, fake_reference, subset
 
 import maxtoki as mt
-from maxtoki.tl import _evaluate, _second_pass
+from maxtoki.tl import _evaluate, _predict_time, _second_pass
 from maxtoki.tl._calibration import Calibration
 
 A, B = -40.0, 0.6  # the fake model's read-out: predicted = A + B × true
@@ -150,3 +151,66 @@ def test_evaluate_starts_the_second_pass_from_the_calibrated_row(trained, monkey
         row = table.loc[(split, "maxtoki_second_pass")]
         assert row["n_cells"] == table.loc[(split, "maxtoki"), "n_cells"]
         assert np.isfinite(row[["median_abs_error_months", "pearson_r"]].astype(float)).all()
+
+
+class _Reads:
+    """Spies on a tool's first-pass reads and the second pass's reads, both per context."""
+
+    def __init__(self, monkeypatch, module):
+        self.first, self.second = [], []
+        predict, refine = module.predict_ages, module.refine_ages
+
+        def spy_predict(*args, **kwargs):
+            out = predict(*args, **kwargs)
+            self.first.append(out[0])
+            return out
+
+        def spy_refine(*args, **kwargs):
+            out = refine(*args, **kwargs)
+            self.second.append(out[0])
+            return out
+
+        monkeypatch.setattr(module, "predict_ages", spy_predict)
+        monkeypatch.setattr(module, "refine_ages", spy_refine)
+
+
+def test_predict_time_aggregates_both_passes_reads(trained, monkeypatch):
+    adata, vocab, model = trained
+    sub = subset(controls(adata), 20, seed=5)
+    reads = _Reads(monkeypatch, _predict_time)
+    kw = {"model": model, "vocab": vocab, "context": controls(adata), "n_contexts": 2,
+          "max_genes": MAX_GENES, "random_state": 0, "copy": True}  # fmt: skip
+    out = mt.tl.predict_time(sub, second_pass=True, **kw)
+    (first,), (second,) = reads.first, reads.second
+    both = np.hstack([first, second])
+    assert both.shape == (sub.n_obs, 4)
+    np.testing.assert_allclose(out.obs["maxtoki_age"], np.median(both, axis=1))
+    np.testing.assert_allclose(out.obs["maxtoki_age_std"], both.std(axis=1, ddof=1))
+    mean = mt.tl.predict_time(sub, second_pass=True, aggregate="mean", **kw)
+    both = np.hstack([reads.first[1], reads.second[1]])
+    np.testing.assert_allclose(mean.obs["maxtoki_age"], both.mean(axis=1))
+
+
+def test_evaluate_second_pass_row_is_the_median_of_both_passes(trained, monkeypatch):
+    adata, vocab, model = trained
+    reads = _Reads(monkeypatch, _evaluate)
+    seen = []
+    predict = _evaluate._model_predictions
+
+    def spy(*args, **kwargs):
+        preds, context_rows = predict(*args, **kwargs)
+        seen.append(preds)
+        return preds, context_rows
+
+    monkeypatch.setattr(_evaluate, "_model_predictions", spy)
+    mt.tl.evaluate(
+        adata.copy(), model=model, vocab=vocab, heldout_ages=(400, 520), n_cells=30,
+        n_contexts=2, n_boot=20, max_genes=MAX_GENES, second_pass=True,
+        train_mask=(adata.obs["role"] == "train").to_numpy(),
+    )  # fmt: skip
+    assert len(seen) == len(reads.first) == len(reads.second) == 2  # one per split
+    for preds, first, second in zip(seen, reads.first, reads.second, strict=True):
+        np.testing.assert_allclose(preds["maxtoki"], np.median(first, axis=1))
+        np.testing.assert_allclose(
+            preds["maxtoki_second_pass"], np.median(np.hstack([first, second]), axis=1)
+        )
