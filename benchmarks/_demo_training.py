@@ -29,12 +29,12 @@ def demo_data(n_donors: int):
 def tokens_per_s(cells, vocab, prompts, steps: int, processes: int = 1) -> float:
     """The trainer's median tokens/s over its log windows (the first one left out)."""
     import maxtoki as mt
-    from maxtoki._demo import DEMO_SETTINGS, MAX_GENES
+    from maxtoki._demo import DEMO_SETTINGS
 
     cfg = DEMO_SETTINGS["full"]
     _, history = mt.tl.train(
         cells, vocab=vocab, prompts=prompts, steps=steps, n_context=2,
-        max_genes_per_cell=MAX_GENES, model_overrides=cfg["model"],
+        max_genes_per_cell=cfg["max_genes"], model_overrides=cfg["model"],
         config={"task_mix": cfg["task_mix"], "eval_at_start": False, "log_interval": 5},
         device="cpu", random_state=0, quiet=True, processes=processes,
     )  # fmt: skip
