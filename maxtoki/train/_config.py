@@ -68,9 +68,10 @@ class TrainConfig:
         Optimizer steps.
     time_budget
         Wall-clock seconds for the whole run (training, validations, checkpoints): after a tenth
-        of ``steps`` (at most 20), the steps that fit in the rest of the budget, measured, become
-        the run's steps (never more than ``steps``) and the LR schedule ends there; a run that
-        still overruns stops when the budget is spent. ``None``: exactly ``steps``.
+        of ``steps`` (at most 20), the steps that fit in the rest of the budget, measured (the
+        first half of those steps left out as warm-up), become the run's steps (never more than
+        ``steps``) and the LR schedule ends there; a run that still overruns stops when the
+        budget is spent. ``None``: exactly ``steps``.
     global_batch_size, micro_batch_size
         Examples per optimizer step over all ranks, and per forward pass on one rank; gradient
         accumulation is ``global / (micro × world size)`` steps.

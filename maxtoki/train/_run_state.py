@@ -146,20 +146,31 @@ class TimeBudget:
     After ``calibrate_at`` steps (a tenth of ``steps``, between 1 and 20), the seconds per step
     and per validation measured so far give the number of steps that fit in what is left of the
     budget; the run then has that many steps (never more than ``steps``) and its learning-rate
-    schedule ends there. A run that still overruns stops once the budget is spent. The plan is
-    saved in checkpoints, so a resumed run keeps it. ``seconds=None`` keeps ``steps``.
+    schedule ends there. The rate leaves out the first ``calibrate_at // 2`` steps of the
+    process: the first steps can run ~1.5× slower (warm-up), and counting them cut a 270-step
+    run to 196 steps that would have fitted. A run that still overruns stops once the budget is
+    spent. The plan is saved in checkpoints, so a resumed run keeps it. ``seconds=None`` keeps
+    ``steps``.
     """
 
     def __init__(self, seconds: float | None, steps: int, eval_interval: int):
         self.seconds, self.total, self.eval_interval = seconds, int(steps), int(eval_interval)
         self.calibrate_at = max(1, min(20, steps // 10))
+        self.warmup = self.calibrate_at // 2
         self.planned = seconds is None
         self.train_seconds = self.eval_seconds = 0.0
-        self.n_steps = self.n_evals = 0  # timed in this process
+        self.n_seen = self.n_steps = self.n_evals = 0  # run / timed in this process
+
+    def time_step(self, seconds: float) -> None:
+        """Count one training step's seconds (not into the rate while warming up)."""
+        self.n_seen += 1
+        if self.n_seen > self.warmup:
+            self.train_seconds += seconds
+            self.n_steps += 1
 
     def plan(self, step: int, elapsed: float) -> int | None:
         """The new total number of steps once calibrated (else ``None``)."""
-        if self.planned or self.n_steps < self.calibrate_at:
+        if self.planned or self.n_seen < self.calibrate_at or not self.n_steps:
             return None
         self.planned = True
         per_step = self.train_seconds / self.n_steps
@@ -183,7 +194,8 @@ class TimeBudget:
             self.total = min(self.total, step)
         self.total = broadcast_object(self.total, info)
         if self.total != old and info.is_main:
-            why = "spent" if planned else f"{self.train_seconds / self.n_steps:.3g} s per step"
+            rate = not planned and self.planned  # planned by this call
+            why = f"{self.train_seconds / self.n_steps:.3g} s per step" if rate else "spent"
             logg.info(f"time budget {self.seconds:g} s ({why}): {self.total} steps")
         return self.total != old
 

@@ -293,8 +293,7 @@ class Trainer:
                 model.train()
                 started = time.perf_counter()
                 step_stats = self._train_step(model, it, micro_done)
-                budget.train_seconds += time.perf_counter() - started
-                budget.n_steps += 1
+                budget.time_step(time.perf_counter() - started)
                 micro_done += self.accum
                 self.step += 1
                 window.add(step_stats)

@@ -65,17 +65,21 @@ def _config(**changes) -> TrainConfig:
 
 def test_the_plan():
     budget = TimeBudget(100.0, steps=1000, eval_interval=50)
-    budget.n_steps = 19
+    for seconds in [2.0] * 10 + [0.5] * 9:  # ten slow warm-up steps, then 0.5 s each
+        budget.time_step(seconds)
     assert budget.calibrate_at == 20 and budget.plan(19, 10.0) is None
-    budget.train_seconds, budget.eval_seconds, budget.n_steps, budget.n_evals = 10.0, 4.0, 20, 1
-    # 0.5 s per step, 4 s per validation (one every 50 steps: 0.08 s per step), one at the end:
-    # (100 - 14 - 4) / 0.58 = 141.4 more steps
+    budget.time_step(0.5)
+    budget.eval_seconds, budget.n_evals = 4.0, 1
+    # 0.5 s per step (the warm-up left out), 4 s per validation (one every 50 steps: 0.08 s per
+    # step), one at the end: (100 - 14 - 4) / 0.58 = 141.4 more steps
+    assert (budget.n_steps, budget.train_seconds) == (10, 5.0)
     assert budget.plan(20, 14.0) == 20 + 141
     assert budget.plan(40, 20.0) is None  # planned once
     never = TimeBudget(None, steps=10, eval_interval=5)
     assert never.planned and never.plan(10, 1e9) is None and never.total == 10
     roomy = TimeBudget(1e6, steps=30, eval_interval=5)
-    roomy.train_seconds, roomy.n_steps = 3.0, 3
+    for _ in range(3):
+        roomy.time_step(1.0)
     assert roomy.plan(3, 3.0) == 30  # never more than `steps`
     budget.total = 25  # as a checkpoint would hold it
     again = TimeBudget(100.0, steps=30, eval_interval=5)
