@@ -28,12 +28,12 @@ DEMO_SETTINGS = {
         # replication of the acceleration (8 per disease group; docs/benchmarks.md)
         "n_donors": 80,
         "n_cells_per_donor": 50,
-        "stage1_steps": 270,
-        "stage1_time_budget": 100,  # its 270 steps at 128 genes take 80–90 s here
-        "steps": 540,
+        "stage1_steps": 240,
+        "stage1_time_budget": 100,  # its 240 steps at 128 genes take ~85 s here
+        "steps": 500,
         "time_budget": 420,
         "wall_budget": 585,  # seconds for the whole demo: 15 s below 10 minutes
-        # 128 genes, not 64: fewer steps fit (270 + 540, not 300 + 900), but the unseen cell
+        # 128 genes, not 64: fewer steps fit (240 + 500, not 300 + 900), but the unseen cell
         # type was read better in 3 of 3 seeds (docs/benchmarks.md, "128 genes per cell, again")
         "max_genes": 128,
         "task_mix": 0.75,
