@@ -147,16 +147,15 @@ class TimeBudget:
     and per validation measured so far give the number of steps that fit in what is left of the
     budget; the run then has that many steps (never more than ``steps``) and its learning-rate
     schedule ends there. The rate leaves out the first ``calibrate_at // 2`` steps of the
-    process: the first steps can run ~1.5× slower (warm-up), and counting them cut a 270-step
-    run to 196 steps that would have fitted. A run that still overruns stops once the budget is
-    spent. The plan is saved in checkpoints, so a resumed run keeps it. ``seconds=None`` keeps
-    ``steps``.
+    process, which can run ~1.5× slower (warm-up). A run that still overruns stops once the
+    budget is spent. The plan is saved in checkpoints, so a resumed run keeps it.
+    ``seconds=None`` keeps ``steps``.
     """
 
     def __init__(self, seconds: float | None, steps: int, eval_interval: int):
         self.seconds, self.total, self.eval_interval = seconds, int(steps), int(eval_interval)
         self.calibrate_at = max(1, min(20, steps // 10))
-        self.warmup = self.calibrate_at // 2
+        self.untimed_steps = self.calibrate_at // 2
         self.planned = seconds is None
         self.train_seconds = self.eval_seconds = 0.0
         self.n_seen = self.n_steps = self.n_evals = 0  # run / timed in this process
@@ -164,7 +163,7 @@ class TimeBudget:
     def time_step(self, seconds: float) -> None:
         """Count one training step's seconds (not into the rate while warming up)."""
         self.n_seen += 1
-        if self.n_seen > self.warmup:
+        if self.n_seen > self.untimed_steps:
             self.train_seconds += seconds
             self.n_steps += 1
 
