@@ -158,18 +158,22 @@ class TimeBudget:
         self.untimed_steps = self.calibrate_at // 2
         self.planned = seconds is None
         self.train_seconds = self.eval_seconds = 0.0
-        self.n_seen = self.n_steps = self.n_evals = 0  # run / timed in this process
+        self.n_seen = self.n_evals = 0  # steps run and validations timed in this process
+
+    @property
+    def n_steps(self) -> int:
+        """Steps timed into the rate (those after the untimed first ones)."""
+        return max(0, self.n_seen - self.untimed_steps)
 
     def time_step(self, seconds: float) -> None:
         """Count one training step's seconds (not into the rate while warming up)."""
         self.n_seen += 1
-        if self.n_seen > self.untimed_steps:
+        if self.n_steps:
             self.train_seconds += seconds
-            self.n_steps += 1
 
     def plan(self, step: int, elapsed: float) -> int | None:
         """The new total number of steps once calibrated (else ``None``)."""
-        if self.planned or self.n_seen < self.calibrate_at or not self.n_steps:
+        if self.planned or self.n_seen < self.calibrate_at:
             return None
         self.planned = True
         per_step = self.train_seconds / self.n_steps
