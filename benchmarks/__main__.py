@@ -108,16 +108,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
     RESULTS.mkdir(exist_ok=True)
     kind = "quick" if args.quick else "full"
-    threads = f"{n} torch thread{'' if n == 1 else 's'} unless a row says otherwise"
-    header = f"Machine: {machine()}; {kind} run, {threads}, {time.strftime('%Y-%m-%d')}."
-    table = to_markdown(rows)
+    today = time.strftime("%Y-%m-%d")
+    for row in rows:
+        row["date"] = today
     suffix = "_quick" if args.quick else ""
+    rows, dates = _with_earlier_rows(rows, RESULTS / f"latest{suffix}.json", names)
+    threads = f"{n} torch thread{'' if n == 1 else 's'} unless a row says otherwise"
+    header = f"Machine: {machine()}; {kind} run, {threads}, {dates}."
+    table = to_markdown(rows)
     (RESULTS / f"latest{suffix}.json").write_text(
         json.dumps({"machine": machine(), "quick": args.quick, "rows": rows}, indent=1, default=str)
     )
     (RESULTS / f"latest{suffix}.md").write_text(f"{header}\n\n{table}\n")
     print(f"{header}\n\n{table}")
     return 0
+
+
+def _with_earlier_rows(rows: list[dict], path: Path, names) -> tuple[list[dict], str]:
+    """Rows of a partial run merged with the other benchmarks' rows of the last results file.
+
+    Only rows of the same machine are kept (``path``'s ``machine``); rows in ``BENCHMARKS``
+    order. Also returns the dates of the merged rows, in words, for the header.
+    """
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    if set(names) != set(BENCHMARKS) and earlier.get("machine") == machine():
+        kept = [r for r in earlier["rows"] if r["benchmark"] not in names]
+        rows = sorted(kept + rows, key=lambda r: BENCHMARKS.index(r["benchmark"]))
+    by_date: dict[str, list[str]] = {}
+    for row in rows:
+        names_then = by_date.setdefault(row.get("date", "undated"), [])
+        if row["benchmark"] not in names_then:
+            names_then.append(row["benchmark"])
+    if len(by_date) == 1:
+        return rows, next(iter(by_date))
+    return rows, "; ".join(f"{', '.join(b)} {date}" for date, b in sorted(by_date.items()))
 
 
 if __name__ == "__main__":

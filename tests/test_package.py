@@ -268,3 +268,31 @@ def test_a_missing_optional_package_says_how_to_install_it(package, extra, monke
         f"mt.pl.something needs the optional package `{dist}`: pip install 'maxtoki[{extra}]' "
         f"(or pip install {dist})"
     )
+
+
+def test_partial_benchmark_run_keeps_the_other_rows_of_the_same_machine(tmp_path):
+    """``python -m benchmarks NAME`` replaces NAME's rows and keeps the rest, with their dates."""
+    import importlib.util
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_main", root / "benchmarks/__main__.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    old = [
+        {"benchmark": "tokenize", "setting": "a", "date": "2026-01-01"},
+        {"benchmark": "training_throughput", "setting": "old", "date": "2026-01-01"},
+        {"benchmark": "generation", "setting": "b", "date": "2026-01-01"},
+    ]
+    path = tmp_path / "latest.json"
+    new = [{"benchmark": "training_throughput", "setting": "new", "date": "2026-02-02"}]
+
+    path.write_text(json.dumps({"machine": bench.machine(), "rows": old}))
+    rows, dates = bench._with_earlier_rows(new, path, ["training_throughput"])
+    assert [r["setting"] for r in rows] == ["a", "new", "b"]
+    assert dates == "tokenize, generation 2026-01-01; training_throughput 2026-02-02"
+
+    path.write_text(json.dumps({"machine": "another machine", "rows": old}))
+    assert bench._with_earlier_rows(new, path, ["training_throughput"]) == (new, "2026-02-02")
+    path.write_text(json.dumps({"machine": bench.machine(), "rows": old}))
+    assert bench._with_earlier_rows(new, path, bench.BENCHMARKS) == (new, "2026-02-02")
