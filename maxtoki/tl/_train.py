@@ -109,9 +109,10 @@ def train(
     history
         One row per training log and validation: ``kind`` (``"train"``/``"eval"``), ``step``,
         ``loss``, ``ce``, ``time_loss``, ``mae_months``, ``median_ae_months``, ``tokens_per_s``…;
-        validation rows of stage 2 also ``timelapse_ce_gain``: how much the NextCell answers'
-        CE rises when their timelapses are swapped (nats per gene; ~0: generation ignores the
-        timelapse).
+        validation rows of stage 2 also ``timelapse_r`` (Pearson r of predicted and true
+        timelapses; a warning is logged when the last one is under 0.3) and
+        ``timelapse_ce_gain``: how much the NextCell answers' CE rises when their timelapses are
+        swapped (nats per gene; ~0: generation ignores the timelapse).
     """
     from ..train import ArrayTokens, Trainer, build_datasets, build_model, fit_on_cpu_ranks
 
@@ -168,7 +169,38 @@ def train(
         history = fit_on_cpu_ranks(net, train_ds, val_ds, cfg, vocab=vocab, processes=processes)
     net.eval()
     logg.info("    finished training", time=start)
+    _warn_if_time_unread(history)
     return net, history
+
+
+#: A stage-2 run whose last validation timelapses correlate less than this with the true ones
+#: (over at least :data:`MIN_TIME_PROMPTS` prompts) is reported as not reading time.
+MIN_TIMELAPSE_R = 0.3
+MIN_TIME_PROMPTS = 10
+
+
+def _warn_if_time_unread(history: pd.DataFrame) -> None:
+    """Warn when the last validation's timelapses barely follow the true ones.
+
+    A run can end with its time read-out stuck near the mean timelapse (in the demo on 160
+    donors, seed 0: validation r near 0 after 500 steps; docs/benchmarks.md); its ages are
+    then noise, so the user is told rather than left to find out from them.
+    """
+    if "timelapse_r" not in history:
+        return
+    evals = history[(history["kind"] == "eval") & (history["n_time_prompts"] >= MIN_TIME_PROMPTS)]
+    if evals.empty:
+        return
+    last = evals.iloc[-1]
+    if last["timelapse_r"] >= MIN_TIMELAPSE_R:
+        return
+    logg.warning(
+        f"after {int(last['step'])} steps the predicted timelapses of the "
+        f"{int(last['n_time_prompts'])} validation prompts correlate r = "
+        f"{last['timelapse_r']:.2f} with the true ones: the model does not read time. Train "
+        "longer, or, if the validation time loss stopped falling near the mean timelapse's, "
+        "try another random_state or config={'time_readout_start': True}"
+    )
 
 
 def _check_types(config, prompts, vocab) -> None:

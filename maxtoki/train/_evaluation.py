@@ -27,7 +27,7 @@ def validation_metrics(
     info: DistInfo,
     autocast: AbstractContextManager | None = None,
 ) -> dict[str, Any]:
-    """Validation loss, CE, timelapse loss and timelapse errors (months) of ``dataset``.
+    """Validation loss, CE, timelapse loss, timelapse errors (months) and r of ``dataset``.
 
     Rank ``r`` evaluates examples ``r, r + world, …`` (at most ``config.eval_batches``
     micro-batches); a rank out of examples runs a dummy batch that counts nothing, so that the
@@ -48,7 +48,7 @@ def validation_metrics(
         n_batches = min(n_batches, config.eval_batches)
     mine = list(range(info.rank, n, info.world_size))
     sums = torch.zeros(6, dtype=torch.float64)  # ce_sum, n_ce, time_sum, n_time, gain_sum, n_gain
-    errors: list[float] = []
+    timelapses: list[list[float]] = []  # (predicted, true) months per TimeBetweenCells prompt
     # the same on every rank, so that ranks run the same forward passes (FSDP2)
     swap_timelapses = config.stage == 2 and config.task_mix != 1
     for j in range(n_batches):
@@ -73,9 +73,10 @@ def validation_metrics(
             [float(out["ce_sum"]), out["n_ce"], float(out["time_sum"]), out["n_time"], *gain],
             dtype=torch.float64,
         )
-        errors += out["abs_err"]
+        timelapses += out["timelapses"]
     sums = all_reduce_sum(sums.to(info.device), info).cpu()
-    errors = all_gather_list(errors, info)
+    pairs = np.asarray(all_gather_list(timelapses, info), dtype=float).reshape(-1, 2)
+    errors = np.abs(pairs[:, 0] - pairs[:, 1])
     ce_sum, n_ce, time_sum, n_time, gain_sum, n_gain = sums.tolist()
     ce = ce_sum / n_ce if n_ce else float("nan")
     tl = time_sum / n_time if n_time else float("nan")
@@ -88,12 +89,20 @@ def validation_metrics(
         "loss": loss,
         "ce": ce,
         "time_loss": tl,
-        "mae_months": float(np.mean(errors)) if errors else float("nan"),
-        "median_ae_months": float(np.median(errors)) if errors else float("nan"),
+        "mae_months": float(np.mean(errors)) if errors.size else float("nan"),
+        "median_ae_months": float(np.median(errors)) if errors.size else float("nan"),
+        "timelapse_r": _pearson(pairs[:, 0], pairs[:, 1]),
         "n_time_prompts": int(n_time),
         "n_answer_tokens": int(n_ce),
         "timelapse_ce_gain": gain_sum / n_gain if n_gain else float("nan"),
     }
+
+
+def _pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r of ``x`` and ``y``; NaN below 3 pairs or where either is constant."""
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 def _rotate_nextcell_timelapses(batch: dict[str, Any]) -> tuple[dict[str, Any], bool]:

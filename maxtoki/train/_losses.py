@@ -37,7 +37,8 @@ def batch_losses(
     config
         The :class:`TrainConfig` (``ce_weight``, ``time_weight``).
     details
-        Also return the absolute timelapse errors in months (``abs_err``).
+        Also return the predicted and true timelapses in months (``timelapses``, one pair per
+        TimeBetweenCells prompt).
 
     Returns
     -------
@@ -79,11 +80,11 @@ def batch_losses(
         time_loss = timelapse_loss(eoq_logits, target, model_config)
         if details:
             pred = predict_timelapse(eoq_logits.detach(), model_config)[0]
-            out["abs_err"] = (pred - target).abs().float().cpu().tolist()
+            out["timelapses"] = torch.stack([pred, target], 1).float().cpu().tolist()
     else:
         time_loss = zero
         if details:
-            out["abs_err"] = []
+            out["timelapses"] = []
     if all(int(v) == 2 for v in batch["task"].tolist()):  # stage 1
         loss = ce + zero
     else:
