@@ -182,9 +182,9 @@ MIN_TIME_PROMPTS = 10
 def _warn_if_time_unread(history: pd.DataFrame) -> None:
     """Warn when the last validation's timelapses barely follow the true ones.
 
-    A run can end with its time read-out stuck near the mean timelapse (in the demo on 160
-    donors, seed 0: validation r near 0 after 500 steps; docs/benchmarks.md); its ages are
-    then noise, so the user is told rather than left to find out from them.
+    A run can end with its time read-out stuck near the mean timelapse (the demo on 160
+    donors, seed 0: its ages then correlated r = −0.07 with the truth; docs/benchmarks.md);
+    the user is told rather than left to find out from the ages.
     """
     if "timelapse_r" not in history:
         return
