@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import maxtoki as mt
-from maxtoki.tl._train import MIN_TIMELAPSE_R
 
 MODEL = {
     "hidden_size": 64,
@@ -78,8 +77,8 @@ def test_time_between_cells_learns_on_heldout_cell_type(atlas):
     train, ev = prompts[prompts.split == "train"], prompts[prompts.split == "eval"]
     naive = float(np.mean(np.abs(ev["dt_query"] - train["dt_query"].median())))
     assert last["mae_months"] < naive, (last["mae_months"], naive)
-    # and its timelapses follow the true ones (0.79 here), above the untrained-run warning's bar
-    assert last["timelapse_r"] > MIN_TIMELAPSE_R, evals["timelapse_r"]
+    # and its timelapses follow the true ones (0.79 here)
+    assert last["timelapse_r"] > 0.5, evals["timelapse_r"]
     assert not model.training
     # the AnnData is untouched
     assert adata.obs.equals(snapshot.obs) and set(adata.obsm) == set(snapshot.obsm)
