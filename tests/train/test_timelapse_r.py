@@ -61,7 +61,7 @@ def _warned(caplog, history: pd.DataFrame) -> list[str]:
     return [r.getMessage() for r in caplog.records if "reads time poorly" in r.getMessage()]
 
 
-@pytest.mark.parametrize("r", [-0.07, 0.0, 0.66, np.nan])
+@pytest.mark.parametrize("r", [-0.07, 0.0, 0.66, 0.78, np.nan])
 def test_a_run_whose_timelapses_follow_the_truth_poorly_is_warned_about(caplog, r):
     (message,) = _warned(caplog, _history(r))
     assert "after 500 steps" in message and "35 validation prompts" in message
