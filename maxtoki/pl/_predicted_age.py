@@ -6,6 +6,7 @@ import numpy as np
 
 from .._anndata import resolve_modality
 from .._docs import inject_docs
+from .._stats import pearson_r
 from ._utils import (
     categories,
     facet_axes,
@@ -160,11 +161,7 @@ def _panel(ax, true, pred, keep, hue, colors, color, unit, size, limits, *, lege
     ax.set_xlim(limits)
     ax.set_ylim(limits)
     mae = np.median(np.abs(pred[keep] - true[keep]))
-    r = (
-        np.corrcoef(true[keep], pred[keep])[0, 1]
-        if keep.sum() > 1 and np.ptp(true[keep]) > 0 and np.ptp(pred[keep]) > 0
-        else np.nan
-    )
+    r = pearson_r(true[keep], pred[keep])
     ax.set_xlabel(f"chronological age ({unit})")
     ax.set_ylabel(f"predicted age ({unit})")
     if short:

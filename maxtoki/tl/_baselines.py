@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .._stats import pearson_r
 from ._expression import log_normalised
 
 if TYPE_CHECKING:
@@ -170,12 +171,6 @@ def reference_offset(residual: np.ndarray, context_rows: np.ndarray) -> np.ndarr
     return np.array([residual[np.unique(rows)].mean() for rows in flat], dtype=float)
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 3 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
-
-
 def metrics(
     split: str,
     method: str,
@@ -201,10 +196,10 @@ def metrics(
         "n_cells": len(pred),
         "n_donors": len(np.unique(donors)),
         "median_abs_error_months": float(np.median(np.abs(err))),
-        "pearson_r": _pearson(pred, truth),
+        "pearson_r": pearson_r(pred, truth),
         "bias_months": float(np.mean(err)),
         "donor_median_abs_error_months": float(np.median(unit_err)) if len(unit_err) else np.nan,
-        "donor_pearson_r": _pearson(unit_pred, unit_truth),
+        "donor_pearson_r": pearson_r(unit_pred, unit_truth),
         "singlet_fraction": np.nan,
         "classifier_accuracy": np.nan,
     }

@@ -43,6 +43,7 @@ import pandas as pd
 from .. import logging as logg
 from .._anndata import resolve_modality
 from .._keys import read_tokens, token_keys
+from .._stats import pearson_r
 from ._baselines import METRIC_COLUMNS, ridge_regressor, sgd_regressor
 from ._expression import rank_expression_map, reconstruct_expression
 from ._utils import raw_counts, tokenize_like, vocab_columns
@@ -301,7 +302,7 @@ def _filled(has: np.ndarray, values) -> np.ndarray:
 
 def _correlation_row(method: str, read: np.ndarray, target: np.ndarray) -> dict:
     """Pearson and Spearman r of ``read`` against ``target`` (``nan`` when either is constant)."""
-    from scipy.stats import pearsonr, spearmanr
+    from scipy.stats import spearmanr
 
     ok = np.isfinite(read) & np.isfinite(target)
     read, target = read[ok], target[ok]
@@ -310,7 +311,7 @@ def _correlation_row(method: str, read: np.ndarray, target: np.ndarray) -> dict:
     return _row(
         method,
         int(ok.sum()),
-        pearson_r=float(pearsonr(read, target)[0]),
+        pearson_r=pearson_r(read, target),
         spearman_r=float(spearmanr(read, target)[0]),
     )
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._stats import pearson_r
 from ..models import Collator
 from ._config import TrainConfig
 from ._distributed import DistInfo, all_gather_list, all_reduce_sum
@@ -91,18 +92,11 @@ def validation_metrics(
         "time_loss": tl,
         "mae_months": float(np.mean(errors)) if errors.size else float("nan"),
         "median_ae_months": float(np.median(errors)) if errors.size else float("nan"),
-        "timelapse_r": _pearson(pairs[:, 0], pairs[:, 1]),
+        "timelapse_r": pearson_r(pairs[:, 0], pairs[:, 1]),
         "n_time_prompts": int(n_time),
         "n_answer_tokens": int(n_ce),
         "timelapse_ce_gain": gain_sum / n_gain if n_gain else float("nan"),
     }
-
-
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson r of ``x`` and ``y``; NaN below 3 pairs or where either is constant."""
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
 
 
 def _rotate_nextcell_timelapses(batch: dict[str, Any]) -> tuple[dict[str, Any], bool]:
