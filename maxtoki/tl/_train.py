@@ -108,7 +108,7 @@ def train(
         The trained :class:`~maxtoki.models.MaxToki` (in eval mode), carrying ``vocab``.
     history
         One row per training log and validation: ``kind`` (``"train"``/``"eval"``), ``step``,
-        ``loss``, ``ce``, ``time_loss``, ``mae_months``, ``median_ae_months``, ``tokens_per_s``…;
+        ``loss``, ``ce``, ``time_loss`` (its two-hot term included), ``median_ae_months``…;
         validation rows of stage 2 also ``timelapse_r`` (Pearson r of predicted and true
         timelapses; a warning is logged when the last one is under 0.9) and
         ``timelapse_ce_gain``: how much the NextCell answers' CE rises when their timelapses are
@@ -201,8 +201,8 @@ def _warn_if_time_unread(history: pd.DataFrame) -> None:
         f"{int(last['n_time_prompts'])} validation prompts correlate r = "
         f"{last['timelapse_r']:.2f} with the true ones (trained demo models: 0.97-0.99): the "
         "model reads time poorly. Train longer, or, if the validation time loss stopped "
-        "falling near the mean timelapse's, try another random_state or "
-        "config={'time_readout_start': True}"
+        "falling near the mean timelapse's, add the two-hot time loss "
+        "(config={'time_class_weight': 1.0}) or try another random_state"
     )
 
 

@@ -81,6 +81,10 @@ class TrainConfig:
     ce_weight, time_weight
         Loss = ``ce_weight`` × CE on NextCell answers (or stage-1 genes) + ``time_weight`` ×
         timelapse loss on TimeBetweenCells prompts.
+    time_class_weight
+        Stage 2: add this many times a two-hot cross-entropy on the time tokens at ``<eoq>``
+        (the two tokens around ``Δt / time_scale``) to the timelapse loss. It trains the same
+        read-out; ``0`` (default) keeps the official objective.
     eval_interval, eval_batches, eval_at_start
         Validate every this many steps (and at the end, and before the first step), on at most
         ``eval_batches`` micro-batches per rank (``None``: all).
@@ -162,6 +166,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ce_weight: float = 0.5
     time_weight: float = 0.5
+    time_class_weight: float = 0.0
     # evaluation and logging
     eval_interval: int = 100
     eval_batches: int | None = None
@@ -231,6 +236,8 @@ class TrainConfig:
             raise ValueError(f"val_fraction must lie in [0, 1), got {self.val_fraction}")
         if self.ce_weight < 0 or self.time_weight < 0 or self.ce_weight + self.time_weight == 0:
             raise ValueError("ce_weight and time_weight must be >= 0 and not both 0")
+        if self.time_class_weight < 0:
+            raise ValueError(f"time_class_weight must be >= 0, got {self.time_class_weight}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("grad_clip and weight_decay must be >= 0")
         if not all(0 <= b < 1 for b in self.betas):

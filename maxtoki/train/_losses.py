@@ -78,6 +78,10 @@ def batch_losses(
         eoq_logits = logits[rank[eoq[:, 0] * t + eoq[:, 1]]]
         target = batch["time_target"][time_rows].to(device)
         time_loss = timelapse_loss(eoq_logits, target, model_config)
+        if config.time_class_weight:
+            time_loss = time_loss + config.time_class_weight * _two_hot_time_ce(
+                eoq_logits, target, model_config
+            )
         if details:
             pred = predict_timelapse(eoq_logits.detach(), model_config)[0]
             out["timelapses"] = torch.stack([pred, target], 1).float().cpu().tolist()
@@ -97,3 +101,22 @@ def batch_losses(
         time_sum=time_loss.detach() * out["n_time"],
     )
     return out
+
+
+def _two_hot_time_ce(eoq_logits: torch.Tensor, target: torch.Tensor, model_config) -> torch.Tensor:
+    """Cross-entropy of the time-token softmax at ``<eoq>`` against two-hot targets.
+
+    ``Δt / time_scale`` falls between two neighbouring time tokens; the target puts weight on
+    both in proportion to nearness, so its mean is ``Δt / time_scale`` and the loss's optimum
+    reads out the same expected value as the timelapse loss. Unlike that loss, its gradient
+    (``softmax − target``) does not vanish where the softmax is peaked on a wrong token.
+    """
+    start, n = model_config.time_token_start_id, model_config.n_time_tokens
+    log_p = eoq_logits[:, start : start + n].float().log_softmax(-1)
+    at = (target.float() / model_config.time_scale - model_config.time_min_months).clamp(0, n - 1)
+    low = at.floor().long()
+    high = (low + 1).clamp(max=n - 1)
+    upper = at - low
+    picked = (1 - upper) * log_p.gather(1, low[:, None])[:, 0]
+    picked = picked + upper * log_p.gather(1, high[:, None])[:, 0]
+    return -picked.mean()

@@ -180,8 +180,8 @@ def test_collator_packs_with_document_ids():
         Collator(pack=True)
 
 
-def _trainer_for_losses(model, pack=False):
-    cfg = TrainConfig(pack=pack, max_length=64, quiet=True)
+def _trainer_for_losses(model, pack=False, **config):
+    cfg = TrainConfig(pack=pack, max_length=64, quiet=True, **config)
     tr = Trainer(model, [], None, cfg)
     tr.info = DistInfo()
     tr._mcfg = model.config
@@ -222,6 +222,16 @@ def test_losses_read_the_right_positions():
             model, Collator(pack=True, max_length=64)([ex_time, ex_next])
         )
     torch.testing.assert_close(packed["loss"], out["loss"], rtol=1e-5, atol=1e-5)
+    # the two-hot term is added to the timelapse loss, the CE left alone
+    from maxtoki.train._losses import _two_hot_time_ce
+
+    with torch.no_grad():
+        two_hot = _trainer_for_losses(model, time_class_weight=2.0)._losses(
+            model, Collator()([ex_time, ex_next])
+        )
+        expected = tl + 2.0 * _two_hot_time_ce(logits_time[None], torch.tensor([7.0]), cfg)
+    torch.testing.assert_close(two_hot["time"], expected)
+    torch.testing.assert_close(two_hot["ce"], ce)
 
 
 def test_read_prompts_missing_file(tmp_path):
