@@ -108,7 +108,7 @@ def train(
         The trained :class:`~maxtoki.models.MaxToki` (in eval mode), carrying ``vocab``.
     history
         One row per training log and validation: ``kind`` (``"train"``/``"eval"``), ``step``,
-        ``loss``, ``ce``, ``time_loss`` (its two-hot term included), ``median_ae_months``…;
+        ``loss``, ``ce``, ``time_loss`` (plus any two-hot term), ``median_ae_months``…;
         validation rows of stage 2 also ``timelapse_r`` (Pearson r of predicted and true
         timelapses; a warning is logged when the last one is under 0.9) and
         ``timelapse_ce_gain``: how much the NextCell answers' CE rises when their timelapses are
