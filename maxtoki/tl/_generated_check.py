@@ -305,15 +305,11 @@ def _correlation_row(method: str, read: np.ndarray, target: np.ndarray) -> dict:
     from scipy.stats import spearmanr
 
     ok = np.isfinite(read) & np.isfinite(target)
-    read, target = read[ok], target[ok]
-    if ok.sum() < 3 or np.ptp(read) == 0 or np.ptp(target) == 0:
+    r = pearson_r(read[ok], target[ok])  # NaN below 3 pairs or where either side is constant
+    if np.isnan(r):
         return _row(method, int(ok.sum()))
-    return _row(
-        method,
-        int(ok.sum()),
-        pearson_r=pearson_r(read, target),
-        spearman_r=float(spearmanr(read, target)[0]),
-    )
+    spearman = float(spearmanr(read[ok], target[ok])[0])
+    return _row(method, int(ok.sum()), pearson_r=r, spearman_r=spearman)
 
 
 def _doublet_rows(
