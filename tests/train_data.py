@@ -5,11 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from maxtoki.models import MaxTokiConfig
 from maxtoki.pp import GeneVocab
 from maxtoki.train import ArrayTokens, PromptDataset
 
 N_CELLS, N_GENES = 60, 40
 VOCAB = GeneVocab.from_genes({f"G{i}": 1.0 for i in range(N_GENES)}, time_range=(-100, 100))
+#: A tiny model config with 20 time tokens (ids 40–59, values −10…9) and the question
+#: tokens, for the tests of the time read-out and its losses.
+TIME_CONFIG = MaxTokiConfig(
+    vocab_size=80, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+    num_attention_heads=2, time_token_start_id=40, n_time_tokens=20, time_min_months=-10,
+    boq_token_id=60, eoq_token_id=61,
+)  # fmt: skip
 TINY = {
     "hidden_size": 32,
     "intermediate_size": 64,

@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+import train_data as data
 
 from maxtoki.models import (
     MaxToki,
@@ -14,18 +15,7 @@ from maxtoki.models import (
     timelapse_loss,
 )
 
-CONFIG = MaxTokiConfig(
-    vocab_size=80,
-    hidden_size=16,
-    intermediate_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    time_token_start_id=40,
-    n_time_tokens=20,
-    time_min_months=-10,
-    boq_token_id=60,
-    eoq_token_id=61,
-)
+CONFIG = data.TIME_CONFIG
 
 
 def _numpy_reference(logits, config):

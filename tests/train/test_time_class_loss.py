@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
+import train_data as data
 
-from maxtoki.models import MaxTokiConfig, predict_timelapse
+from maxtoki.models import predict_timelapse
 from maxtoki.train import TrainConfig
 from maxtoki.train._losses import _two_hot_time_ce
 
-CONFIG = MaxTokiConfig(
-    vocab_size=80, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-    num_attention_heads=2, time_token_start_id=40, n_time_tokens=20, time_min_months=-10,
-    boq_token_id=60, eoq_token_id=61, time_scale=200.0,
-)  # fmt: skip
+CONFIG = dataclasses.replace(data.TIME_CONFIG, time_scale=200.0)
 
 
 def _numpy_two_hot_ce(logits: np.ndarray, target: np.ndarray, config) -> float:
