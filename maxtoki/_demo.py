@@ -47,9 +47,11 @@ DEMO_SETTINGS = {
 GENERATED_TIMELAPSES = (12, 60, 120, 240)
 HELDOUT_AGES_MONTHS = (480, 600)  # 40–50 years: held out of training, evaluated as its own split
 #: The full demo's work after training (generation, evaluation, acceleration, figures) costs
-#: about as long as this many stage-1 steps on the same machine: 153–159 s after 0.32–0.36 s
-#: stage-1 steps at 128 genes, 428–487 steps' worth, on the idle 2-core machine (2026-12-05).
-AFTER_TRAINING_STEPS = 500
+#: about as long as this many stage-1 steps on the same machine, by the precision of inference
+#: (:func:`demo_inference_dtype`). float32: 153–159 s after 0.32–0.36 s stage-1 steps at 128 genes,
+#: 428–487 steps' worth, on the idle 2-core machine (2026-12-05); bfloat16: a quarter less
+#: (docs/benchmarks.md, "bfloat16 inference on the CPU").
+AFTER_TRAINING_STEPS = {"float32": 500, "bfloat16": 400}
 MIN_STAGE2_SECONDS = 60.0
 #: Stage 2's prompts per step (TrainConfig's global batch): the demo draws a fresh prompt for every
 #: training example; one per cell, read ~19 times each, were learned by heart (docs/benchmarks.md).
@@ -112,6 +114,7 @@ def run_demo(
 
     torch.set_num_threads(mt.settings.n_threads)  # every core (benchmarks/training_throughput.py)
     cfg = DEMO_SETTINGS["quick" if quick else "full"]
+    dtype = demo_inference_dtype(mt.settings.resolve_device(device))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -146,48 +149,49 @@ def run_demo(
     mt.pp.tokenize(adata, vocab=vocab)
     lap("tokenize")
 
-    model, history = _train(adata[train].copy(), vocab, cfg, device, seed, started=started)
+    model, history = _train(adata[train].copy(), vocab, cfg, device, seed, started, dtype)
     history.to_csv(out / "training_history.csv", index=False)
     lap("train")
 
-    generated = mt.tl.generate(
-        adata[train].copy(),
-        model=model,
-        timelapse=np.resize(GENERATED_TIMELAPSES, cfg["n_generated"]),
-        n_cells=cfg["n_generated"],
-        max_genes=cfg["max_genes"],
-        expression_from=adata[train].copy(),
-        device=device,
-        random_state=seed,
-    )
-    lap("generate")
+    with mt.settings.override(dtype=dtype):  # inference only: training stays float32
+        generated = mt.tl.generate(
+            adata[train].copy(),
+            model=model,
+            timelapse=np.resize(GENERATED_TIMELAPSES, cfg["n_generated"]),
+            n_cells=cfg["n_generated"],
+            max_genes=cfg["max_genes"],
+            expression_from=adata[train].copy(),
+            device=device,
+            random_state=seed,
+        )
+        lap("generate")
 
-    table = mt.tl.evaluate(
-        adata,
-        model=model,
-        heldout_cell_types=heldout_types,
-        heldout_ages=HELDOUT_AGES_MONTHS,
-        heldout_donors=query_donors,  # their other cells: the split of held-out donors
-        train_mask=train,
-        n_cells=cfg["eval_cells"],
-        n_contexts=cfg["n_contexts"],
-        calibrate=True,  # the row maxtoki_calibrated beside the official read-out
-        second_pass=True,  # the row maxtoki_second_pass: contexts near the calibrated estimate
-        generated=generated,
-        device=device,
-        random_state=seed,
-    )
-    table.to_csv(out / "evaluation.csv", index=False)
-    lap("evaluate")
+        table = mt.tl.evaluate(
+            adata,
+            model=model,
+            heldout_cell_types=heldout_types,
+            heldout_ages=HELDOUT_AGES_MONTHS,
+            heldout_donors=query_donors,  # their other cells: the split of held-out donors
+            train_mask=train,
+            n_cells=cfg["eval_cells"],
+            n_contexts=cfg["n_contexts"],
+            calibrate=True,  # the row maxtoki_calibrated beside the official read-out
+            second_pass=True,  # the row maxtoki_second_pass: contexts near the calibrated estimate
+            generated=generated,
+            device=device,
+            random_state=seed,
+        )
+        table.to_csv(out / "evaluation.csv", index=False)
+        lap("evaluate")
 
-    adults = adata[
-        adata.obs["cell_type"].isin(["fibroblast", "microglia"]).to_numpy()
-        & (ages >= 12 * 45)
-        & (~control | query_control)
-    ].copy()
-    acceleration = _acceleration(adults, model, adata[train].copy(), cfg, device, seed)
-    acceleration.to_csv(out / "age_acceleration.csv", index=False)
-    lap("age_acceleration")
+        adults = adata[
+            adata.obs["cell_type"].isin(["fibroblast", "microglia"]).to_numpy()
+            & (ages >= 12 * 45)
+            & (~control | query_control)
+        ].copy()
+        acceleration = _acceleration(adults, model, adata[train].copy(), cfg, device, seed)
+        acceleration.to_csv(out / "age_acceleration.csv", index=False)
+        lap("age_acceleration")
 
     ax = mt.pl.predicted_age(adults, color="condition", show=False)
     ax.figure.savefig(out / "predicted_age.png", dpi=120)
@@ -206,20 +210,43 @@ def run_demo(
     return summary
 
 
-def stage2_budget(cfg: dict, elapsed: float, stage1_seconds_per_step: float | None) -> float:
+def demo_inference_dtype(device: str) -> str:
+    """The demo's inference precision: ``'bfloat16'`` on a CPU with AMX, else ``'auto'``.
+
+    On a CPU whose AMX tiles compute bfloat16, bfloat16 autocast reads the demo's cells a quarter
+    faster than float32, the ages within a few months (docs/benchmarks.md, "bfloat16 inference
+    on the CPU"); without AMX it would be emulated, and slower. ``'auto'`` is already bfloat16
+    on CUDA.
+    """
+    import torch
+
+    if device != "cpu":
+        return "auto"
+    try:
+        amx = torch.cpu._is_amx_tile_supported() and torch.cpu._is_avx512_bf16_supported()
+    except AttributeError:  # a torch without these probes: stay in float32
+        amx = False
+    return "bfloat16" if amx else "auto"
+
+
+def stage2_budget(
+    cfg: dict, elapsed: float, stage1_seconds_per_step: float | None, dtype: str = "auto"
+) -> float:
     """Stage 2's wall-clock budget: ``time_budget``, less if the demo's ``wall_budget`` binds.
 
     What follows training is priced in this machine's own stage-1 steps
-    (:data:`AFTER_TRAINING_STEPS`), so a slower machine trains for less and the demo still ends
-    within ``wall_budget`` seconds; never below :data:`MIN_STAGE2_SECONDS`.
+    (:data:`AFTER_TRAINING_STEPS` of the inference ``dtype``), so a slower machine trains for
+    less and the demo still ends within ``wall_budget`` seconds; never below
+    :data:`MIN_STAGE2_SECONDS`.
     """
     if cfg.get("wall_budget") is None or not stage1_seconds_per_step:
         return float(cfg["time_budget"])
-    left = cfg["wall_budget"] - elapsed - AFTER_TRAINING_STEPS * stage1_seconds_per_step
+    after = AFTER_TRAINING_STEPS["bfloat16" if dtype == "bfloat16" else "float32"]
+    left = cfg["wall_budget"] - elapsed - after * stage1_seconds_per_step
     return float(min(cfg["time_budget"], max(left, MIN_STAGE2_SECONDS)))
 
 
-def _train(train_cells, vocab, cfg, device, seed, *, started):
+def _train(train_cells, vocab, cfg, device, seed, started, dtype):
     """Stage 1 (next-gene prediction; none when ``stage1_steps`` is 0), then stage 2."""
     import pandas as pd
 
@@ -246,7 +273,7 @@ def _train(train_cells, vocab, cfg, device, seed, *, started):
         new = {"model": model}
         done = stage1[stage1["kind"] == "train"]
         per_step = float(done["elapsed_s"].max() / done["step"].max()) if len(done) else None
-    budget = stage2_budget(cfg, time.perf_counter() - started, per_step)
+    budget = stage2_budget(cfg, time.perf_counter() - started, per_step, dtype)
     model, history = mt.tl.train(
         train_cells,
         prompts=prompts,

@@ -115,12 +115,16 @@ def test_stage2_budget_leaves_the_demo_its_wall_budget():
     cfg = DEMO_SETTINGS["full"]
     wall, cap = cfg["wall_budget"], cfg["time_budget"]
     # the idle 2-core machine (0.33 s a stage-1 step, 92 s spent): what the wall budget leaves
-    left = wall - 92 - AFTER_TRAINING_STEPS * 0.33
+    left = wall - 92 - AFTER_TRAINING_STEPS["float32"] * 0.33
     assert stage2_budget(cfg, 92.0, 0.33) == pytest.approx(min(cap, left))
     assert stage2_budget(cfg, 92.0, 0.33) > 300  # its 500 steps need ~285 s there
     # a machine twice as slow: training + what follows it still end within the wall budget
     budget = stage2_budget(cfg, 95.0, 0.66)
-    assert 95.0 + budget + AFTER_TRAINING_STEPS * 0.66 == pytest.approx(wall)
+    assert 95.0 + budget + AFTER_TRAINING_STEPS["float32"] * 0.66 == pytest.approx(wall)
+    # bfloat16 inference prices what follows training at fewer steps: stage 2 gets the rest
+    bf16 = stage2_budget(cfg, 95.0, 0.66, "bfloat16")
+    assert 95.0 + bf16 + AFTER_TRAINING_STEPS["bfloat16"] * 0.66 == pytest.approx(wall)
+    assert bf16 > budget
     # a fast machine keeps the stage's cap; a hopelessly slow one keeps a floor
     assert stage2_budget(cfg, 10.0, 0.01) == cap
     assert stage2_budget(cfg, 500.0, 1.0) == MIN_STAGE2_SECONDS
