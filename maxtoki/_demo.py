@@ -48,9 +48,9 @@ GENERATED_TIMELAPSES = (12, 60, 120, 240)
 HELDOUT_AGES_MONTHS = (480, 600)  # 40–50 years: held out of training, evaluated as its own split
 #: The full demo's work after training (generation, evaluation, acceleration, figures) costs
 #: about as long as this many stage-1 steps on the same machine, by the precision of inference
-#: (:func:`demo_inference_dtype`). float32: 153–159 s after 0.32–0.36 s stage-1 steps at 128 genes,
-#: 428–487 steps' worth, on the idle 2-core machine (2026-12-05); bfloat16: a quarter less
-#: (docs/benchmarks.md, "bfloat16 inference on the CPU").
+#: (:func:`demo_inference_dtype`); priced above every cost measured on the idle 2-core machine
+#: (2026-12-05, 128 genes): float32 428–546 steps' worth, bfloat16 402–421 (docs/benchmarks.md,
+#: "bfloat16 inference on the CPU").
 AFTER_TRAINING_STEPS = {"float32": 560, "bfloat16": 440}
 MIN_STAGE2_SECONDS = 60.0
 #: Stage 2's prompts per step (TrainConfig's global batch): the demo draws a fresh prompt for every
@@ -204,6 +204,7 @@ def run_demo(
         "age_acceleration": acceleration.to_dict(orient="records"),
         "generated_check": generated_summary(table).to_dict(orient="records"),
         "timings_s": timings,
+        "inference_dtype": dtype,  # of mt.settings: 'bfloat16' on a CPU with AMX
         "environment": versions(),  # the same seed trains another model on another CPU
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -214,10 +215,10 @@ def run_demo(
 def demo_inference_dtype(device: str) -> str:
     """The demo's inference precision: ``'bfloat16'`` on a CPU with AMX, else ``'auto'``.
 
-    On a CPU whose AMX tiles compute bfloat16, bfloat16 autocast reads the demo's cells a quarter
-    faster than float32, the ages within a few months (docs/benchmarks.md, "bfloat16 inference
-    on the CPU"); without AMX it would be emulated, and slower. ``'auto'`` is already bfloat16
-    on CUDA.
+    On a CPU whose AMX tiles compute bfloat16, bfloat16 autocast reads the demo's cells in a
+    fifth to a quarter less time than float32, the ages within a few months (docs/benchmarks.md,
+    "bfloat16 inference on the CPU"); without AMX it would be emulated, and slower. ``'auto'``
+    is already bfloat16 on CUDA.
     """
     import torch
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from maxtoki._cli import main
-from maxtoki._demo import DEMO_SETTINGS
+from maxtoki._demo import DEMO_SETTINGS, demo_inference_dtype
 from maxtoki._versions import PACKAGES, versions
 
 
@@ -16,6 +16,7 @@ def test_demo_quick_prints_the_table_and_beats_naive(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Age prediction" in printed and "Age acceleration" in printed
     summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["inference_dtype"] == demo_inference_dtype("cpu")
     environment, now = summary["environment"], versions()  # what the numbers were computed with
     assert set(environment) == set(now)
     assert all(environment[name] == now[name] for name in PACKAGES)
@@ -131,3 +132,19 @@ def test_stage2_budget_leaves_the_demo_its_wall_budget():
     # no stage 1 (nothing measured) or no wall budget: the stage's own budget
     assert stage2_budget(cfg, 70.0, None) == cap
     assert stage2_budget(DEMO_SETTINGS["quick"], 5.0, 0.2) == DEMO_SETTINGS["quick"]["time_budget"]
+
+
+def test_the_demo_reads_in_bfloat16_only_on_a_cpu_with_amx(monkeypatch):
+    import torch
+
+    for amx, bf16, expected in (
+        (True, True, "bfloat16"),
+        (True, False, "auto"),
+        (False, True, "auto"),
+    ):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=bf16: v, raising=False)
+        assert demo_inference_dtype("cpu") == expected
+        assert demo_inference_dtype("cuda") == "auto"  # bfloat16 autocast there already
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probe
+    assert demo_inference_dtype("cpu") == "auto"
