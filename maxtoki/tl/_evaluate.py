@@ -194,10 +194,10 @@ def evaluate(
         d, cells, groups, runner, encoder, ablations, vocab, gen, naive_age, linear_at,
         donor_key is not None, reading,
     )  # fmt: skip
-    if generated is not None:
+    if generated is not None:  # own draws: its rows of real cells alone do not depend on the model
         rows += generated_check(
             adata, tokens.matrix, d.ctype, d.ages, d.donors, d.train, generated, vocab, max_genes,
-            gen, mod, doublet_pairs, tokens_key, cell_type_key,
+            gen.spawn(1)[0], mod, doublet_pairs, tokens_key, cell_type_key,
             _generated_ages(d, cells, groups, runner, encoder, gen, (cell_type_key, sex_key),
                             reading),
         )  # fmt: skip

@@ -103,17 +103,23 @@ def generated_check(
     def features(tok):  # the same representation for every cell: top genes, rank → expression
         return reconstruct_expression(_truncate(tok, max_genes), emap, cols, vocab).toarray()
 
-    n_gen = np.minimum((g_tokens != 0).sum(1) - 2, max_genes)
+    # drawn before anything that depends on the generated cells: the rows of real cells alone
+    # (real vs real, cell type and age of real cells) do not depend on the model
+    seed = int(gen.integers(2**31 - 1))
+    shuffled = _shuffle_ranks(_truncate(tokens[pool[half:]], max_genes), gen)
+    n_gen = np.minimum((g_tokens != 0).sum(1) - 2, max_genes)  # the generated cells' lengths
+    random_genes = _random_gene_cells(
+        n_gen, cols.token_ids, vocab, max_genes, np.random.default_rng([seed, 1])
+    )
     sets = _Sets(
         real=features(tokens[pool[:half]]),
         real_rows=pool[:half],
         other_real=features(tokens[pool[half:]]),
         other_rows=pool[half:],
         generated=features(g_tokens),
-        random_genes=features(_random_gene_cells(n_gen, cols.token_ids, vocab, max_genes, gen)),
-        shuffled_ranks=features(_shuffle_ranks(_truncate(tokens[pool[half:]], max_genes), gen)),
+        random_genes=features(random_genes),
+        shuffled_ranks=features(shuffled),
     )
-    seed = int(gen.integers(2**31 - 1))
     rows = _two_sample_rows(sets, gen, seed)
     rows += _cell_type_rows(sets, ctype, gdata, cell_type_key, seed)
     stand_in = _stand_ins(ctype[sets.other_rows], ages[sets.other_rows], gdata, cell_type_key, seed)
