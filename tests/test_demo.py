@@ -118,7 +118,8 @@ def test_stage2_budget_leaves_the_demo_its_wall_budget():
     # the idle 2-core machine (0.33 s a stage-1 step, 92 s spent): what the wall budget leaves
     left = wall - 92 - AFTER_TRAINING_STEPS["float32"] * 0.33
     assert stage2_budget(cfg, 92.0, 0.33) == pytest.approx(min(cap, left))
-    assert stage2_budget(cfg, 92.0, 0.33) > 300  # its 500 steps need ~285 s there
+    # this machine reads in bfloat16 (AMX); its 500 stage-2 steps took 296–307 s (2026-12-06)
+    assert stage2_budget(cfg, 92.0, 0.33, "bfloat16") > 310
     # a machine twice as slow: training + what follows it still end within the wall budget
     budget = stage2_budget(cfg, 95.0, 0.66)
     assert 95.0 + budget + AFTER_TRAINING_STEPS["float32"] * 0.66 == pytest.approx(wall)

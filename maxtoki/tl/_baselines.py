@@ -37,6 +37,7 @@ METRIC_COLUMNS = (
     "donor_median_abs_error_ci_low_months",
     "donor_median_abs_error_ci_high_months",
     "classifier_auc",
+    "classifier_auc_sd",
     "cell_type_match",
     "spearman_r",
 )
