@@ -163,9 +163,8 @@ def evaluate(
     The table, one row per split and method: ``split``, ``method``, ``n_cells``, ``n_donors``,
     ``median_abs_error_months`` with its interval (``…_ci_low_months``, ``…_ci_high_months``),
     ``pearson_r``, ``bias_months``, the same per donor (prefix ``donor_``), ``singlet_fraction``,
-    ``classifier_accuracy``, ``classifier_auc`` (the mean of 5 draws) with its spread
-    ``classifier_auc_sd``, ``cell_type_match``, ``spearman_r`` (``nan`` where not applicable);
-    also in ``uns[f'{key_added}_evaluate']`` (:func:`maxtoki.get.evaluate`).
+    ``classifier_accuracy``, ``classifier_auc`` (mean of 5 draws, SD ``classifier_auc_sd``),
+    ``cell_type_match``, ``spearman_r`` (``nan`` if not applicable; :func:`maxtoki.get.evaluate`).
     """
     start = logg.info("evaluating MaxToki against the naive and linear baselines")
     adata, mdata = resolve_modality(adata, mod)

@@ -123,10 +123,11 @@ def test_the_ceiling_reads_real_cells_of_the_requested_ages():
 
 
 def test_the_rows_of_real_cells_alone_do_not_depend_on_the_model():
-    """Two models, two sets of generated cells of other lengths, one seed: the rows that read
-    real cells alone (the controls, the references) come out the same, so runs of one atlas
-    can be compared across models. The models' own draws (a held-out split, read twice) come
-    first, as in the demo."""
+    """Rows of real cells alone come out the same under two models and two generated sets.
+
+    The models' own draws (a held-out split, read twice) come first, as in the demo; the
+    generated sets differ in length, so their random-gene controls differ too.
+    """
     adata, vocab, model = _setup()
     other = mt.train.build_model("tiny", vocab=vocab, overrides=TINY, seed=1)
     rows = np.arange(0, 300, 2)
