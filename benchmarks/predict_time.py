@@ -83,6 +83,7 @@ def run(quick: bool = False) -> list[dict]:
         mt.settings.verbosity = verbosity
     ours = s["n_query"] / timings["batched"]
     base = s["n_query"] / timings["one at a time"]
+    apart = np.abs(ages["bfloat16"] - ages["all cores"])  # months between the two precisions
     return [
         {
             "benchmark": BENCHMARK,
@@ -108,8 +109,7 @@ def run(quick: bool = False) -> list[dict]:
             "benchmark": BENCHMARK,
             "setting": (
                 f"{all_cores} threads, bfloat16 autocast vs float32; ages read within "
-                f"{np.abs(ages['bfloat16'] - ages['all cores']).max():.0f} months "
-                f"(median {np.median(np.abs(ages['bfloat16'] - ages['all cores'])):.1f})"
+                f"{apart.max():.0f} months (median {np.median(apart):.1f})"
             ),
             "ours": s["n_query"] / timings["bfloat16"],
             "baseline": s["n_query"] / timings["all cores"],
