@@ -110,6 +110,31 @@ def test_ridge_reference_reads_ages_from_expression():
     assert abs(np.polyfit(ages, read, 1)[0] - 1) < 0.12
 
 
+def test_the_held_out_control_donors_hold_both_sexes_over_every_age():
+    import numpy as np
+
+    import maxtoki as mt
+    from maxtoki._demo import query_control_donors
+
+    obs = mt.datasets.aging_atlas(n_donors=80, n_cells_per_donor=5, seed=0).obs
+    controls = obs[(obs["condition"] == "control").to_numpy()]
+    chosen = query_control_donors(controls)
+    donors = controls.groupby("donor", observed=True).agg(
+        sex=("sex", "first"), age=("age_months", "first")
+    )
+    assert len(chosen) == len(set(chosen)) == round(len(donors) / 4)
+    # both sexes, as many of each (the old `np.unique(donors)[::4]` chose females only)
+    sexes = donors.loc[chosen, "sex"].astype(str).value_counts()
+    assert set(sexes.index) == {"female", "male"} and sexes.max() - sexes.min() <= 1
+    # over every age, and the reference of the acceleration (adults >= 45 years) has both sexes
+    ages = donors.loc[chosen, "age"].to_numpy()
+    assert ages.min() < 12 * 10 and ages.max() > 12 * 85
+    assert np.all(np.diff(np.sort(ages)) < 12 * 12)
+    adults = donors.loc[chosen][donors.loc[chosen, "age"] >= 12 * 45]
+    assert adults["sex"].nunique() == 2
+    assert list(query_control_donors(controls)) == list(chosen)  # no randomness
+
+
 def test_stage2_budget_leaves_the_demo_its_wall_budget():
     from maxtoki._demo import AFTER_TRAINING_STEPS, MIN_STAGE2_SECONDS, stage2_budget
 
