@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime
 import os
+import signal
 import socket
 import tempfile
 import time
 import traceback
+from multiprocessing import connection
 from pathlib import Path
 
 import pandas as pd
@@ -83,7 +85,7 @@ def fit_on_cpu_ranks(
             start_method="spawn",  # a fresh interpreter: safe beside the parent's threads
         )  # fmt: skip
         try:
-            _wait(ranks, done=folder / "history.json")
+            _wait(ranks.processes, folder)
         except BaseException as error:  # an error or an interrupt (Jupyter's stop button)
             _end(ranks.processes)
             first = _first_failure(folder)
@@ -107,19 +109,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(ranks, done: Path, grace: float = 60.0) -> None:
-    """Wait for the ranks to exit, raising if one fails.
+def _wait(processes, folder: Path, grace: float = 60.0) -> None:
+    """Wait for the ranks to exit, raising if one ends before it finished its work.
 
-    Once ``done`` exists (rank 0 writes it after the last collective) a rank still alive after
-    ``grace`` seconds is ended: gloo's teardown can hang now and then (pytorch/pytorch#75097).
+    A rank marks itself finished in ``folder`` after its last collective; after that, gloo's
+    teardown may abort it (``terminate called without an active exception``) or hang
+    (pytorch/pytorch#75097) without harming the result, so such an exit is not a failure and
+    ranks still alive ``grace`` seconds after all have finished are ended. (torch's own
+    ``ProcessContext.join`` would end the others at the first non-zero exit.)
     """
     finished = None
-    while not ranks.join(timeout=1):
-        if finished is None and done.exists():
+    while True:
+        for rank, process in enumerate(processes):
+            code = process.exitcode
+            if code not in (None, 0) and not _finished(folder, rank).exists():
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+                raise RuntimeError(f"rank {rank} ended with {how} before it finished its work")
+        alive = [process for process in processes if process.exitcode is None]
+        if not alive:
+            return
+        if finished is None and all(_finished(folder, r).exists() for r in range(len(processes))):
             finished = time.monotonic()
         if finished is not None and time.monotonic() - finished > grace:
-            _end(ranks.processes)
+            _end(processes)
             return
+        connection.wait([process.sentinel for process in alive], timeout=1)
+
+
+def _finished(folder: Path, rank: int) -> Path:
+    """The file a rank writes into ``folder`` once its work is done."""
+    return folder / f"finished_rank{rank}"
 
 
 def _end(processes) -> None:
@@ -171,6 +190,7 @@ def _rank_main(rank: int, world: int, port: int, folder: Path, inbox) -> None:
         trainer.save_model(folder / "trained")  # ends with a barrier: no collective follows
         if trainer.info.is_main:
             history.to_json(folder / "history.json", orient="split")
+        _finished(folder, rank).touch()
     except Exception:  # before the group ends: the others fail after this one
         (folder / f"error_rank{rank}.txt").write_text(f"{time.time()}\n{traceback.format_exc()}")
         raise

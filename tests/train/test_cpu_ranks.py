@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
+import signal
 import time
 
 import numpy as np
@@ -120,17 +121,6 @@ def test_a_rank_that_dies_while_starting_raises_here(cells):
         )
 
 
-class _Ranks:
-    """What ``_wait`` uses of torch's ProcessContext: ``join(timeout)`` and ``processes``."""
-
-    def __init__(self, processes):
-        self.processes = processes
-
-    def join(self, timeout):
-        time.sleep(timeout)
-        return not any(process.is_alive() for process in self.processes)
-
-
 def _sleepers(seconds):
     processes = [
         multiprocessing.get_context("spawn").Process(target=time.sleep, args=(s,)) for s in seconds
@@ -140,23 +130,45 @@ def _sleepers(seconds):
     return processes
 
 
+def _finish(folder, *ranks):
+    for rank in ranks:
+        (folder / f"finished_rank{rank}").touch()
+
+
 @pytest.mark.timeout(120)
 def test_ranks_hung_after_their_work_are_ended(tmp_path):
-    done = tmp_path / "history.json"
-    done.write_text("{}")
+    _finish(tmp_path, 0, 1)
     hung = _sleepers([600, 600])  # as ranks stuck in gloo's teardown
     start = time.monotonic()
-    _wait(_Ranks(hung), done=done, grace=2)
+    _wait(hung, tmp_path, grace=2)
     assert time.monotonic() - start < 60
     assert [process.exitcode for process in hung] == [-15, -15]  # SIGTERM
 
 
 @pytest.mark.timeout(120)
 def test_ranks_are_waited_for_until_they_exit(tmp_path):
-    done = tmp_path / "history.json"
-    slow = _sleepers([4, 1])  # no output yet: no grace, however long they take
-    _wait(_Ranks(slow), done=done, grace=0)
-    done.write_text("{}")
-    exiting = _sleepers([4, 1])  # the output written, they exit within the grace
-    _wait(_Ranks(exiting), done=done, grace=30)
+    slow = _sleepers([4, 1])  # not finished yet: no grace, however long they take
+    _wait(slow, tmp_path, grace=0)
+    _finish(tmp_path, 0, 1)
+    exiting = _sleepers([4, 1])  # finished, they exit within the grace
+    _wait(exiting, tmp_path, grace=30)
     assert [process.exitcode for process in slow + exiting] == [0, 0, 0, 0]
+
+
+@pytest.mark.timeout(120)
+def test_a_rank_killed_after_its_work_is_no_failure_but_before_it_is(tmp_path):
+    ranks = _sleepers([600, 2])
+    _finish(tmp_path, 0)
+    os.kill(ranks[0].pid, signal.SIGKILL)  # as gloo's teardown aborting a finished rank
+    _wait(ranks, tmp_path, grace=30)  # rank 1 then exits by itself
+    assert [process.exitcode for process in ranks] == [-9, 0]
+
+    ranks = _sleepers([600, 600])
+    os.kill(ranks[1].pid, signal.SIGKILL)
+    try:
+        with pytest.raises(RuntimeError, match="rank 1 ended with signal SIGKILL before it fin"):
+            _wait(ranks, tmp_path / "elsewhere", grace=30)
+    finally:
+        for process in ranks:
+            process.kill()
+            process.join()
