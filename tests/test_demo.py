@@ -116,7 +116,9 @@ def test_the_held_out_control_donors_hold_both_sexes_over_every_age():
     import maxtoki as mt
     from maxtoki._demo import query_control_donors
 
-    obs = mt.datasets.aging_atlas(n_donors=80, n_cells_per_donor=5, seed=0).obs
+    obs = mt.datasets.aging_atlas(
+        n_donors=DEMO_SETTINGS["full"]["n_donors"], n_cells_per_donor=5, seed=0
+    ).obs
     controls = obs[(obs["condition"] == "control").to_numpy()]
     chosen = query_control_donors(controls)
     donors = controls.groupby("donor", observed=True).agg(

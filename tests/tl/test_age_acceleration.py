@@ -123,18 +123,72 @@ def test_paired_statistics_recover_a_known_difference():
     for seed in range(20):
         gen = np.random.default_rng(seed)
         diff = 60 + donor_effect + gen.normal(0, 40, len(donors))
-        s = paired_statistics(diff, donors, n_boot=1000, ci=0.95, gen=gen)
+        references = np.array([f"r{j}" for j in gen.integers(0, 30, len(donors))])
+        s = paired_statistics(diff, donors, references, n_boot=1000, ci=0.95, gen=gen)
         assert s["n_donors"] == 12
         covered += s["ci_low_months"] <= 60 + donor_effect[::8].mean() <= s["ci_high_months"]
         small_p += s["pval_permutation"] < 0.05 and s["pval_wilcoxon"] < 0.05
     assert covered >= 17 and small_p == 20
+    references = np.array([f"r{j}" for j in range(len(donors))])  # every pair its own
     nulls = [
-        paired_statistics(rng.normal(0, 40, len(donors)), donors, n_boot=500, ci=0.95, gen=rng)[
-            "pval_permutation"
-        ]
+        paired_statistics(
+            rng.normal(0, 40, len(donors)), donors, references, n_boot=500, ci=0.95, gen=rng
+        )["pval_permutation"]
         for _ in range(200)
     ]
     assert 0.01 < np.mean(np.asarray(nulls) < 0.05) < 0.1  # calibrated under the null
+
+
+def _shared_reference_pairs(gen, n_group, n_reference, n_pairs, tau, sigma):
+    """Null paired differences where few reference donors serve many group donors (as in the
+    demo: pairs share a sex and lie within 60 months), donors with effects of SD ``tau``."""
+    sex_g, sex_r = np.arange(n_group) % 2, np.arange(n_reference) % 2
+    age_g, age_r = gen.uniform(540, 1140, n_group), gen.uniform(540, 1140, n_reference)
+    effect_g, effect_r = gen.normal(0, tau, n_group), gen.normal(0, tau, n_reference)
+    group, reference = [], []
+    for i in range(n_group):
+        same = np.flatnonzero(sex_r == sex_g[i])
+        near = same[np.abs(age_r[same] - age_g[i]) <= 60]
+        pool = near if len(near) else same[[np.argmin(np.abs(age_r[same] - age_g[i]))]]
+        group += [i] * n_pairs
+        reference += list(gen.choice(pool, n_pairs))
+    group, reference = np.asarray(group), np.asarray(reference)
+    noise = gen.normal(0, sigma, len(group))
+    return effect_g[group] - effect_r[reference] + noise, group.astype(str), reference.astype(str)
+
+
+@pytest.mark.parametrize(("n_group", "n_reference", "n_pairs"), [(8, 7, 8), (16, 14, 4)])
+def test_paired_interval_holds_its_level_when_reference_donors_are_shared(
+    n_group, n_reference, n_pairs
+):
+    """The shared reference donors' spread is in the interval: a one-sample t interval on the
+    group's donor means covers ~89% here (nominal 95%); the paired interval its level."""
+    from scipy.stats import t
+
+    from maxtoki.tl._paired import paired_statistics
+
+    gen = np.random.default_rng(0)
+    covered, covered_one_sample, widths = 0, 0, []
+    for _ in range(300):
+        diff, group, reference = _shared_reference_pairs(
+            gen, n_group, n_reference, n_pairs, 80, 100
+        )
+        s = paired_statistics(diff, group, reference, n_boot=10, ci=0.95, gen=gen)
+        covered += s["ci_low_months"] <= 0 <= s["ci_high_months"]
+        means = pd.Series(diff).groupby(group).mean().to_numpy()
+        half = t.ppf(0.975, n_group - 1) * means.std(ddof=1) / np.sqrt(n_group)
+        covered_one_sample += abs(means.mean()) <= half
+        widths.append((s["ci_high_months"] - s["ci_low_months"]) / (2 * half))
+    assert covered_one_sample / 300 < 0.93  # the test has power: the old interval misses
+    assert 0.93 <= covered / 300 <= 0.99
+    assert np.median(widths) < 1.6
+    # without reference effects, and every pair its own reference donor: the one-sample t
+    diff, group, _ = _shared_reference_pairs(gen, n_group, n_reference, n_pairs, 0, 100)
+    own = np.arange(len(diff)).astype(str)
+    s = paired_statistics(diff, group, own, n_boot=10, ci=0.95, gen=gen)
+    means = pd.Series(diff).groupby(group).mean().to_numpy()
+    half = t.ppf(0.975, n_group - 1) * means.std(ddof=1) / np.sqrt(n_group)
+    np.testing.assert_allclose(s["ci_high_months"] - s["ci_low_months"], 2 * half, rtol=0.25)
 
 
 def test_paired_statistics_of_one_donor_are_nan():
@@ -144,6 +198,7 @@ def test_paired_statistics_of_one_donor_are_nan():
     s = paired_statistics(
         np.array([10.0, 30.0]),
         np.array(["d0", "d0"]),
+        np.array(["r0", "r1"]),
         n_boot=100,
         ci=0.95,
         gen=np.random.default_rng(0),
