@@ -99,9 +99,8 @@ def age_acceleration(
     - ``'paired'`` (the official "query swap"; needs ``model``): each cell of the group is paired
       with a reference cell of its trajectory group (``context_groupby``) and another donor, aged
       within ``age_match`` months, and both are aged against the *same* context trajectories, so
-      context and the model's bias at that age cancel in the difference; the interval counts
-      the spread of both sides' donors, the tests (Wilcoxon signed-rank and a sign-flip
-      permutation of the group donors' mean differences) hold the reference donors fixed.
+      context and the model's bias at that age cancel in the difference; tests on the donors'
+      mean differences: Wilcoxon signed-rank and a sign-flip permutation.
 
     With ``stratify_by`` (e.g. ``'cell_type'``) every comparison runs per stratum. The
     permutation p-values are adjusted over the rows of the table (Benjamini–Hochberg).
@@ -128,9 +127,8 @@ def age_acceleration(
     adjust
         ``'donor'``: ``'linear'`` removes the reference's age trend of the acceleration.
     n_boot, ci
-        Permutations of the test, and the level of the t interval on donor means (Welch's for
-        ``'donor'``; for ``'paired'``, over the group's donors and the reference donors their
-        pairs share, by a two-way jackknife; NaN with fewer than 2 donors in the group).
+        Permutations of the test, and the level of the t interval on donor means (Welch's;
+        ``'paired'``: two-way jackknife over both sides' donors; NaN under 2 group donors).
     model, vocab, context, context_groupby, n_contexts, n_context_cells
         ``'paired'``: the temporal model (its vocabulary by default), the AnnData of the context
         cells (default the reference cells of ``adata``), the trajectory groups and the contexts
