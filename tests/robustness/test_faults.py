@@ -737,10 +737,12 @@ def test_tokenize_corpus_sigkill_at_random_moments(tmp_path, corpus):
         out = tmp_path / "killed"
         kills = mid_shard = 0
         n_cells = 0
-        for attempt in range(40):
+        for attempt in range(80):
             litter = {n for n in _entries(out) if n.startswith(".tmp-")}
             pid = zygote.start(out)
-            if kills >= 16:
+            # kill until 16 kills and 3 of them mid-shard (a shard is written in ~10 ms, so
+            # an aimed kill can land after its rename: once 2 of 16 did), at most 48 kills
+            if (kills >= 16 and mid_shard >= 3) or kills >= 48:
                 pass
             elif attempt % 2 == 0:
                 time.sleep(rng.uniform(0.0, 0.25) * t_run)
