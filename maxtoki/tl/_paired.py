@@ -20,6 +20,7 @@ from .._keys import read_tokens
 from .._validate import max_genes_of, model_vocab
 from ._calibration import Calibration, fit_calibration
 from ._contexts import _draw, predict_ages, reference_set
+from ._utils import satterthwaite_interval
 
 
 @dataclass
@@ -121,7 +122,7 @@ def paired_statistics(
     tests (Wilcoxon signed-rank and sign flips of the group's donor means) are conditional on
     the reference donors. With fewer than two group donors the interval and p-values are NaN.
     """
-    from scipy.stats import t, wilcoxon
+    from scipy.stats import wilcoxon
 
     _, codes = np.unique(donors, return_inverse=True)
     means = np.bincount(codes, weights=difference) / np.bincount(codes)
@@ -131,16 +132,12 @@ def paired_statistics(
         return dict(zip(_STATS, (len(means), effect, nan, nan, nan, nan), strict=True))
     v_group = float(np.var(means, ddof=1)) / len(means)
     v_reference, n_reference = _reference_variance(difference, codes, reference_donors)
-    v = v_group + v_reference
-    df = len(means) - 1.0
-    if v_reference > 0:
-        df = v**2 / (v_group**2 / (len(means) - 1) + v_reference**2 / (n_reference - 1))
-    half = float(t.ppf(0.5 + ci / 2.0, df)) * np.sqrt(v)
+    lo, hi = satterthwaite_interval(effect, [v_group, v_reference], [len(means), n_reference], ci)
     signs = gen.choice([-1.0, 1.0], size=(n_boot, len(means)))
     flipped = np.abs((signs * means).mean(axis=1))
     p_perm = float((1 + np.sum(flipped >= abs(effect) - 1e-12)) / (n_boot + 1))
     p_wilcoxon = float(wilcoxon(means).pvalue) if np.any(means != 0) else np.nan
-    values = (len(means), effect, effect - half, effect + half, p_wilcoxon, p_perm)
+    values = (len(means), effect, lo, hi, p_wilcoxon, p_perm)
     return dict(zip(_STATS, values, strict=True))
 
 

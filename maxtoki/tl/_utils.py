@@ -71,17 +71,30 @@ def t_interval(a: np.ndarray, b: np.ndarray | None, ci: float) -> tuple[float, f
     far less than it claims (~50% at 2 donors, ~80% at 4 vs 3 for a nominal 95%); the t interval
     holds its level for normally distributed donor means. NaN with fewer than 2 values a side.
     """
-    from scipy.stats import t
-
     parts = [a] if b is None else [a, b]
     estimate = float(a.mean() - (0.0 if b is None else b.mean())) if len(a) else np.nan
     if any(len(p) < 2 for p in parts):
         return np.nan, np.nan
-    v = [float(np.var(p, ddof=1)) / len(p) for p in parts]
-    se = np.sqrt(sum(v))
+    variances = [float(np.var(p, ddof=1)) / len(p) for p in parts]
+    return satterthwaite_interval(estimate, variances, [len(p) for p in parts], ci)
+
+
+def satterthwaite_interval(
+    estimate: float, variances: list[float], sizes: list[int], ci: float
+) -> tuple[float, float]:
+    """Student-t interval around ``estimate`` with variance ``sum(variances)``.
+
+    Each variance is estimated from ``sizes[i]`` units; the degrees of freedom are
+    Satterthwaite's (zero variances left out).
+    """
+    from scipy.stats import t
+
+    se = np.sqrt(sum(variances))
     if se == 0:
         return estimate, estimate
-    df = sum(v) ** 2 / sum(vi**2 / (len(p) - 1) for vi, p in zip(v, parts, strict=True))
+    df = sum(variances) ** 2 / sum(
+        v**2 / (n - 1) for v, n in zip(variances, sizes, strict=True) if v > 0
+    )
     half = float(t.ppf(0.5 + ci / 2.0, df)) * se
     return estimate - half, estimate + half
 
