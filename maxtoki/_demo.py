@@ -31,7 +31,6 @@ DEMO_SETTINGS = {
         "eval_cells": 60,
         "n_contexts": 2,
         "n_generated": 60,
-        "donor_copies": 0,
     },
     "full": {
         # 80 donors of 50 cells (not 40 of 100): as many cells, twice the donors, the unit of
@@ -53,9 +52,6 @@ DEMO_SETTINGS = {
         "eval_cells": 300,
         "n_contexts": 8,
         "n_generated": 150,
-        # every training donor twice more under a new donor effect (mt.pp.augment_donors): the
-        # unseen cell type was read better in 3 of 3 seeds (docs/benchmarks.md, "Pseudo-donors")
-        "donor_copies": 2,
     },
 }
 #: Timelapses (months) of the generated cells, cycled: the age read from them should follow.
@@ -289,21 +285,10 @@ def stage2_budget(
 
 
 def _train(train_cells, vocab, cfg, device, seed, started, dtype):
-    """Stage 1 (next-gene prediction; none when ``stage1_steps`` is 0), then stage 2.
-
-    Both train on ``train_cells`` and ``cfg["donor_copies"]`` copies of each of its donors under
-    a new donor effect (:func:`maxtoki.pp.augment_donors`).
-    """
+    """Stage 1 (next-gene prediction; none when ``stage1_steps`` is 0), then stage 2."""
     import pandas as pd
 
     import maxtoki as mt
-
-    if cfg["donor_copies"]:
-        train_cells = mt.pp.augment_donors(
-            train_cells, n_copies=cfg["donor_copies"], groupby=["cell_type", "sex"],
-            random_state=seed,
-        )  # fmt: skip
-        mt.pp.tokenize(train_cells, vocab=vocab)
 
     # the sorted sampler: on this budget it learns faster than the official one (see
     # SORTED_SAMPLER); the library's default stays the official sampler

@@ -137,39 +137,6 @@ def test_the_held_out_control_donors_hold_both_sexes_over_every_age():
     assert list(query_control_donors(controls)) == list(chosen)  # no randomness
 
 
-def test_the_full_demo_trains_both_stages_on_its_donor_copies(monkeypatch):
-    import numpy as np
-
-    import maxtoki as mt
-    from maxtoki._demo import _train
-
-    adata = mt.datasets.aging_atlas(n_donors=12, n_cells_per_donor=20, seed=0)
-    vocab = mt.pp.GeneVocab.from_genes(mt.pp.gene_medians(adata))
-    mt.pp.tokenize(adata, vocab=vocab)
-    seen = []
-
-    def train(cells, **kwargs):  # what mt.tl.train is given, and a stand-in model
-        seen.append((cells, kwargs.get("prompts")))
-        history = pd.DataFrame({"kind": ["train"], "step": [1], "elapsed_s": [1.0]})
-        return "model", history
-
-    monkeypatch.setattr(mt.tl, "train", train)
-    cfg = dict(DEMO_SETTINGS["full"], steps=2)
-    assert cfg["donor_copies"] == 2
-    model, _ = _train(adata, vocab, cfg, "cpu", 0, 0.0, "auto")
-    assert model == "model" and len(seen) == 2
-    copies = 1 + cfg["donor_copies"]
-    for cells, _ in seen:  # stage 1 and stage 2 read the cells given and their copies
-        assert cells.n_obs == copies * adata.n_obs
-        assert cells.obs["donor"].nunique() == copies * adata.obs["donor"].nunique()
-        np.testing.assert_array_equal(
-            cells.obsm["maxtoki_tokens"][: adata.n_obs], adata.obsm["maxtoki_tokens"]
-        )
-    prompts = seen[1][1]
-    assert prompts["query"].isin(seen[1][0].obs_names).all()
-    assert prompts["query"].str.contains("-copy").any()
-
-
 def test_stage2_budget_leaves_the_demo_its_wall_budget():
     from maxtoki._demo import AFTER_TRAINING_STEPS, MIN_STAGE2_SECONDS, stage2_budget
 

@@ -1,7 +1,6 @@
 """Preprocessing: AnnData of raw counts → MaxToki tokens and temporal prompts."""
 
 from .._vocab import GeneVocab
-from ._augment_donors import augment_donors
 from ._gene_ids import map_gene_ids
 from ._gene_medians import gene_medians
 from ._prompts import PromptEncoder
@@ -15,7 +14,6 @@ __all__ = [
     "GeneVocab",
     "PromptEncoder",
     "TokenStore",
-    "augment_donors",
     "gene_medians",
     "map_gene_ids",
     "read_tokenized",
