@@ -169,13 +169,21 @@ def _reference_variance(
 def _pair_noise(difference: np.ndarray, codes: np.ndarray, ref_codes: np.ndarray) -> float:
     """Variance of a pair's difference about its two donors' additive effects.
 
-    Residuals of ``difference ≈ mean + group donor + reference donor`` (alternating means);
-    where that leaves no degrees of freedom (every pair with its own reference donor), the
-    pooled variance within group donors.
+    Residuals of ``difference ≈ mean + group donor + reference donor`` (alternating means),
+    whose degrees of freedom count the connected blocks of donors that pairs link (e.g. one per
+    sex); where that leaves none (every pair with its own reference donor), the pooled variance
+    within group donors.
     """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n_group, n_reference = int(codes.max()) + 1, int(ref_codes.max()) + 1
     centred = difference - difference.mean()
-    dof = len(difference) - n_group - n_reference + 1
+    links = coo_matrix(
+        (np.ones(len(codes)), (codes, n_group + ref_codes)), shape=(n_group + n_reference,) * 2
+    )
+    n_blocks = connected_components(links, directed=False)[0]
+    dof = len(difference) - n_group - n_reference + n_blocks
     two_way = dof > 0
     if not two_way:
         dof = len(difference) - n_group  # the group donors' means alone

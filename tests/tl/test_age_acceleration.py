@@ -195,6 +195,32 @@ def test_paired_interval_holds_its_level_when_reference_donors_are_shared(
     np.testing.assert_allclose(s["ci_high_months"] - s["ci_low_months"], 2 * half, rtol=0.25)
 
 
+def test_pair_noise_is_the_exact_two_way_residual_variance():
+    """Pairs in two sex blocks: the pair noise is the least-squares residual variance of the
+    additive model with its true degrees of freedom (n − rank), and unbiased for the noise."""
+    from maxtoki.tl._paired import _pair_noise
+
+    gen = np.random.default_rng(1)
+    estimates = []
+    for _ in range(40):
+        diff, group, reference = _shared_reference_pairs(gen, 8, 7, 8, 80, 100)
+        codes = np.unique(group, return_inverse=True)[1]
+        ref_codes = np.unique(reference, return_inverse=True)[1]
+        design = np.column_stack(
+            [
+                np.ones(len(diff)),
+                np.eye(codes.max() + 1)[codes],
+                np.eye(ref_codes.max() + 1)[ref_codes],
+            ]
+        )
+        fitted = design @ np.linalg.lstsq(design, diff, rcond=None)[0]
+        dof = len(diff) - np.linalg.matrix_rank(design)
+        exact = np.sum((diff - fitted) ** 2) / dof
+        estimates.append(_pair_noise(diff, codes, ref_codes))
+        np.testing.assert_allclose(estimates[-1], exact, rtol=0.005)
+    assert 0.9 < np.mean(estimates) / 100**2 < 1.1
+
+
 def test_paired_statistics_of_one_donor_are_nan():
     """One donor has no spread to resample: the effect is reported, interval and p-values NaN."""
     from maxtoki.tl._paired import paired_statistics
