@@ -63,7 +63,8 @@ HELDOUT_AGES_MONTHS = (480, 600)  # 40–50 years: held out of training, evaluat
 #: (2026-12-05/06, 128 genes): float32 428–546 steps' worth, bfloat16 402–438, plus ~17 for the
 #: generated-cell check's five draws (docs/benchmarks.md, "bfloat16 inference on the CPU",
 #: "Step counts, not the clock"), plus ~60 since the reference holds both sexes (the paired
-#: method reads twice the pairs; bfloat16 497–504 measured, "A reference of both sexes").
+#: method reads twice the pairs; bfloat16 497–504 measured, "A reference of both sexes"; float32
+#: 554 measured on 2026-12-06, seed 0, "Twice the cells per donor, again").
 AFTER_TRAINING_STEPS = {"float32": 640, "bfloat16": 540}
 MIN_STAGE2_SECONDS = 60.0
 #: Stage 2's prompts per step (TrainConfig's global batch): the demo draws a fresh prompt for every
