@@ -135,6 +135,11 @@ def test_the_held_out_control_donors_hold_both_sexes_over_every_age():
     adults = donors.loc[chosen][donors.loc[chosen, "age"] >= 12 * 45]
     assert adults["sex"].nunique() == 2
     assert list(query_control_donors(controls)) == list(chosen)  # no randomness
+    # every 2nd: half the donors, as many of each sex
+    half = query_control_donors(controls, every=2)
+    assert len(half) == round(len(donors) / 2)
+    sexes = donors.loc[half, "sex"].astype(str).value_counts()
+    assert sexes.to_dict() == {"female": 14, "male": 14}
 
 
 def test_the_acceleration_reads_a_cohort_apart_from_the_training_atlas():
@@ -156,12 +161,14 @@ def test_the_acceleration_reads_a_cohort_apart_from_the_training_atlas():
     cohort = mt.datasets.aging_atlas(n_donors=40, n_cells_per_donor=1, seed=3)
     other = np.asarray(cohort.uns["aging_atlas"]["donor_program_deviation"])
     assert np.abs(deviation[:, None] - other[None]).max(axis=-1).min() > 0  # no donor drawn twice
-    # every disease group, and the reference: the cohort's every 4th control of each sex
+    # every disease group, and the reference: the cohort's every 2nd control of each sex
     obs = cells.obs
     assert set(obs["condition"].astype(str)) == {"control", "fibrosis", "alzheimer", "resilient"}
     controls = cohort.obs[(cohort.obs["condition"] == "control").to_numpy()]
+    half = {f"cohort-{d}" for d in query_control_donors(controls, every=2)}
     reference = set(obs.loc[obs["condition"] == "control", "donor"].astype(str))
-    assert reference and reference <= {f"cohort-{d}" for d in query_control_donors(controls)}
+    assert reference and reference <= half
+    assert len(half) == round(controls["donor"].nunique() / 2)
     assert set(obs["cell_type"].astype(str)) == {"fibroblast", "microglia"}
     assert obs["age_months"].min() >= 12 * 45
     # without a cohort: the same selection from the training atlas itself
